@@ -11,7 +11,6 @@ import argparse
 import shutil
 import tempfile
 from pathlib import Path
-
 from pydoc_data.topics import topics
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "docs"

@@ -58,9 +58,9 @@ CONTENT: list[tuple[str, str]] = [
 
 PAGE_WIDTH, PAGE_HEIGHT = 595, 842  # A4 in points
 MARGIN = 64
-WRAP_CHARS = 86  # fits 11 pt Helvetica between the margins
+WRAP_CHARS = 86  # keeps this text (at most ~430 pt wide in 11 pt Helvetica) inside the margins
 FONTS = {"h1": ("F2", 18, 28), "h2": ("F2", 13, 24), "p": ("F1", 11, 15)}  # name, size, leading
-LINES_PER_PAGE = 44
+LINES_PER_PAGE = 44  # 44 body lines of 15 pt leading fit between the margins
 
 
 def _escape(text: str) -> str:
@@ -93,7 +93,7 @@ def content_stream(lines: list[tuple[str, str]]) -> bytes:
 def build_pdf(content: list[tuple[str, str]], title: str) -> bytes:
     """Assemble the objects, the xref table (byte offsets) and the trailer of a PDF 1.4 file."""
     pages = layout(content)
-    first_page = 5  # objects 1-4: catalog, page tree, info, fonts come as 3 and 4 below
+    first_page = 5  # objects 1-4 are the catalog, the page tree and the two fonts
     page_ids = [first_page + 2 * i for i in range(len(pages))]
     objects: list[bytes] = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     data = build_pdf(CONTENT, TITLE)
     args.out.write_bytes(data)
-    print(f"wrote {args.out} ({len(data)} bytes, {len(layout(CONTENT))} page)")
+    print(f"wrote {args.out}: {len(layout(CONTENT))} page(s), {len(data)} bytes")
 
 
 if __name__ == "__main__":

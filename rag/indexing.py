@@ -1,0 +1,220 @@
+"""Build or update an index from a corpus, embedding only what changed."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rag.chunking import Chunk, Chunker
+from rag.documents import Corpus, Document
+from rag.embeddings import Embedder
+from rag.errors import InputError, RagError
+from rag.progress import bar, progress
+from rag.store import (
+    Index,
+    VersionWriter,
+    index_dir,
+    load_index,
+    now,
+    remove_leftovers,
+    writer_lock,
+)
+
+log = logging.getLogger(__name__)
+EMBED_BATCH = 256
+
+
+@dataclass
+class SyncReport:
+    """What one `rag index` run did; printed as the summary and returned as JSON."""
+
+    index: str
+    version: str | None
+    new: int
+    changed: int
+    removed: int
+    unchanged: int
+    chunks_added: int
+    chunks_removed: int
+    documents: int
+    chunks: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    rebuilt: bool = False
+
+    @property
+    def written(self) -> bool:
+        return bool(self.new or self.changed or self.removed or self.rebuilt)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"chunks_per_second": self.chunks_per_second}
+
+    @property
+    def chunks_per_second(self) -> float:
+        return self.chunks_added / self.seconds if self.seconds else 0.0
+
+
+def sync_index(
+    corpus: Corpus,
+    root: Path,
+    name: str,
+    embedder: Embedder,
+    chunker: Chunker,
+    *,
+    rebuild: bool = False,
+    show_progress: bool = True,
+) -> SyncReport:
+    """Make index `name` match the corpus: add new, re-embed changed, drop removed documents."""
+    started = time.perf_counter()
+    directory = index_dir(root, name)
+    with writer_lock(directory):
+        remove_leftovers(directory)
+        base = None if rebuild or not (directory / "CURRENT").exists() else load_index(root, name)
+        try:
+            if base is not None:
+                _check_compatible(base, embedder, chunker)
+            report = _apply(
+                corpus, directory, name, base, embedder, chunker, show_progress, started
+            )
+        finally:
+            if base is not None:
+                base.close()
+    report.rebuilt = base is None
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _check_compatible(base: Index, embedder: Embedder, chunker: Chunker) -> None:
+    base.check_embedder(embedder.name, embedder.dimension)
+    built = base.manifest["chunking"]
+    wanted = {"chunk_size": chunker.chunk_size, "chunk_overlap": chunker.chunk_overlap}
+    if built != wanted:
+        raise InputError(
+            f"index {base.name!r} was chunked with {built}, settings now ask for {wanted}; "
+            "pass --rebuild to rebuild it with the new settings"
+        )
+
+
+def _apply(
+    corpus: Corpus,
+    directory: Path,
+    name: str,
+    base: Index | None,
+    embedder: Embedder,
+    chunker: Chunker,
+    show_progress: bool,
+    started: float,
+) -> SyncReport:
+    old: dict[str, dict] = base.manifest["documents"] if base else {}
+    current = {doc.id: doc for doc in corpus.documents}
+    new = [d for i, d in current.items() if i not in old]
+    changed = [d for i, d in current.items() if i in old and old[i]["hash"] != d.hash]
+    removed = [i for i in old if i not in current]
+    report = SyncReport(
+        index=name,
+        version=base.version if base else None,
+        new=len(new),
+        changed=len(changed),
+        removed=len(removed),
+        unchanged=len(current) - len(new) - len(changed),
+        chunks_added=0,
+        chunks_removed=0,
+        documents=len(current),
+        chunks=base.size if base else 0,
+        skipped=corpus.skipped,
+    )
+    if base is not None and not (new or changed or removed):
+        return report
+
+    writer = VersionWriter(directory, base)
+    try:
+        report.chunks_removed = writer.remove_documents([d.id for d in changed] + removed)
+        todo = new + changed
+        chunks = _chunk(todo, chunker, show_progress)
+        _embed_into(writer, chunks, embedder, show_progress)
+        report.chunks_added = len(chunks)
+        report.chunks = writer.chunk_count()
+        report.seconds = time.perf_counter() - started
+        manifest = _manifest(name, base, embedder, chunker, current, chunks, report)
+        report.version = writer.publish(manifest)
+    except BaseException:
+        writer.abandon()
+        raise
+    return report
+
+
+def _chunk(docs: list[Document], chunker: Chunker, show_progress: bool) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    for doc in progress(docs, total=len(docs), desc="chunking", unit="doc", show=show_progress):
+        chunks.extend(chunker.split(doc))
+    return chunks
+
+
+def _embed_into(
+    writer: VersionWriter, chunks: list[Chunk], embedder: Embedder, show_progress: bool
+) -> None:
+    """Embed in large batches and add them as they come, so memory stays bounded."""
+    writer.ensure_vectors(embedder.dimension)
+    next_id = writer.next_id()
+    with bar(len(chunks), desc="embedding", unit="chunk", show=show_progress) as meter:
+        for start in range(0, len(chunks), EMBED_BATCH):
+            batch = chunks[start : start + EMBED_BATCH]
+            vectors = embedder.encode([c.embed_text for c in batch])
+            if vectors.shape[1] != embedder.dimension:
+                raise RagError(
+                    f"embedder returned {vectors.shape[1]} dims, expected {embedder.dimension}"
+                )
+            rows = [
+                (next_id + n, c.doc_id, c.chunk_no, c.start, c.end, c.title, c.text)
+                for n, c in enumerate(batch)
+            ]
+            writer.add_chunks(rows, vectors)
+            next_id += len(batch)
+            meter.update(len(batch))
+
+
+def _manifest(
+    name: str,
+    base: Index | None,
+    embedder: Embedder,
+    chunker: Chunker,
+    current: dict[str, Document],
+    chunks: list[Chunk],
+    report: SyncReport,
+) -> dict[str, Any]:
+    per_doc: dict[str, int] = {}
+    for chunk in chunks:
+        per_doc[chunk.doc_id] = per_doc.get(chunk.doc_id, 0) + 1
+    old = base.manifest["documents"] if base else {}
+    documents = {
+        doc_id: {
+            "hash": doc.hash,
+            "title": doc.title,
+            "chunks": per_doc.get(doc_id, old.get(doc_id, {}).get("chunks", 0)),
+        }
+        for doc_id, doc in current.items()
+    }
+    stamp = now()
+    return {
+        "name": name,
+        "embedder": {
+            "name": embedder.name,
+            "dimension": embedder.dimension,
+            "max_seq_length": embedder.max_seq_length,
+        },
+        "chunking": {"chunk_size": chunker.chunk_size, "chunk_overlap": chunker.chunk_overlap},
+        "counts": {"documents": len(documents), "chunks": report.chunks},
+        "documents": documents,
+        "created_at": base.manifest["created_at"] if base else stamp,
+        "updated_at": stamp,
+        "last_build": {
+            "new": report.new,
+            "changed": report.changed,
+            "removed": report.removed,
+            "chunks_added": len(chunks),
+            "seconds": round(report.seconds, 3),
+        },
+    }
