@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from rag.chunking import Chunk, Chunker
-from rag.documents import Corpus, Document
-from rag.embeddings import Embedder
+from rag.config import Settings
+from rag.documents import Corpus, Document, load_corpus
+from rag.embeddings import Embedder, load_embedder
 from rag.errors import InputError, RagError
 from rag.progress import bar, progress
 from rag.store import (
     Index,
     VersionWriter,
+    check_name,
     index_dir,
     load_index,
     now,
@@ -82,6 +84,7 @@ def sync_index(
         finally:
             if base is not None:
                 base.close()
+        remove_leftovers(directory)  # the previous version, now that CURRENT moved on
     report.rebuilt = base is None
     report.seconds = time.perf_counter() - started
     return report
@@ -218,3 +221,33 @@ def _manifest(
             "seconds": round(report.seconds, 3),
         },
     }
+
+
+def make_chunker(embedder: Embedder, settings: Settings) -> Chunker:
+    return Chunker(
+        embedder.tokenizer, settings.chunk_size, settings.chunk_overlap, embedder.max_seq_length
+    )
+
+
+def index_corpus(
+    corpus_path: Path,
+    name: str,
+    settings: Settings,
+    *,
+    embedder: Embedder | None = None,
+    rebuild: bool = False,
+    show_progress: bool = True,
+) -> SyncReport:
+    """Load a corpus and sync it into `settings.index_root/name` (the `rag index` command)."""
+    check_name(name)
+    corpus = load_corpus(corpus_path)
+    embedder = embedder or load_embedder(settings)
+    return sync_index(
+        corpus,
+        settings.index_root,
+        name,
+        embedder,
+        make_chunker(embedder, settings),
+        rebuild=rebuild,
+        show_progress=show_progress,
+    )

@@ -170,8 +170,15 @@ def load_index(root: Path, name: str) -> Index:
             f"no index named {name!r} under {root}{known}. Build one with "
             f"`rag index <corpus> --index {name}`"
         )
-    version = (directory / CURRENT).read_text().strip()
-    return load_version(directory / version, name)
+    for _attempt in range(3):
+        version = (directory / CURRENT).read_text().strip()
+        try:
+            return load_version(directory / version, name)
+        except CorruptIndexError:
+            # A writer may have published and removed this version between our two reads.
+            if (directory / CURRENT).read_text().strip() == version:
+                raise
+    raise CorruptIndexError(f"index {name!r} kept changing while loading; try again")
 
 
 def load_version(path: Path, name: str) -> Index:
@@ -339,3 +346,32 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def describe_indexes(root: Path) -> list[dict[str, Any]]:
+    """One summary per index from its manifest (cheap: no vectors are loaded)."""
+    rows: list[dict[str, Any]] = []
+    for name in list_indexes(Path(root)):
+        directory = Path(root) / name
+        try:
+            version = (directory / CURRENT).read_text().strip()
+            manifest = read_manifest(directory / version)
+        except (OSError, CorruptIndexError, IndexFormatError) as exc:
+            rows.append({"name": name, "error": str(exc)})
+            continue
+        size = sum(f.stat().st_size for f in (directory / version).iterdir() if f.is_file())
+        rows.append(
+            {
+                "name": name,
+                "version": version,
+                "documents": manifest["counts"]["documents"],
+                "chunks": manifest["counts"]["chunks"],
+                "embedder": manifest["embedder"]["name"],
+                "chunking": manifest.get("chunking"),
+                "created_at": manifest.get("created_at"),
+                "updated_at": manifest.get("updated_at"),
+                "build_seconds": manifest.get("last_build", {}).get("seconds", 0.0),
+                "size_mb": size / 1e6,
+            }
+        )
+    return rows

@@ -1,0 +1,247 @@
+"""The `rag` command: argument parsing and printing only; the work happens in rag/*."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from rag.config import RetrievalMode, Settings
+from rag.errors import InputError, RagError
+
+app = typer.Typer(
+    help="Retrieval-first question answering over your own documents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+log = logging.getLogger("rag")
+
+IndexOption = Annotated[str | None, typer.Option("--index", "-i", help="index name")]
+JsonOption = Annotated[bool, typer.Option("--json", help="print JSON, no progress bars")]
+KOption = Annotated[int | None, typer.Option("--k", "-k", min=1, max=50, help="passages")]
+ModeOption = Annotated[
+    RetrievalMode | None, typer.Option("--mode", help="dense, lexical or hybrid")
+]
+
+
+def reports_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """Expected errors become one line on stderr and an exit code; no stack traces."""
+
+    @wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        try:
+            command(*args, **kwargs)
+        except RagError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if os.environ.get("RAG_DEBUG"):
+                raise
+            typer.echo(f"unexpected error: {type(exc).__name__}: {exc} (RAG_DEBUG=1 shows more)")
+            raise typer.Exit(1) from None
+
+    return run
+
+
+def settings() -> Settings:
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise InputError(f"invalid settings: {exc}") from None
+
+
+def emit(data: dict[str, Any] | list[Any]) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def pick_index(name: str | None, s: Settings) -> str:
+    """The named index, or the only one there is."""
+    from rag.store import list_indexes
+
+    if name:
+        return name
+    existing = list_indexes(s.index_root)
+    if len(existing) == 1:
+        return existing[0]
+    choices = ", ".join(existing) if existing else "none yet: run `rag index <corpus>`"
+    raise InputError(f"name an index with --index (existing: {choices})")
+
+
+@app.command("index")
+@reports_errors
+def index_command(
+    corpus: Annotated[Path, typer.Argument(help="corpus directory or a .jsonl file")],
+    index: IndexOption = None,
+    rebuild: Annotated[bool, typer.Option(help="ignore the existing index")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Build or update an index: embeds only new or changed documents."""
+    from rag.indexing import index_corpus
+
+    s = settings()
+    name = index or corpus.resolve().name
+    report = index_corpus(corpus, name, s, rebuild=rebuild, show_progress=not as_json)
+    if as_json:
+        emit(report.as_dict())
+        return
+    counts = (
+        f"{report.new} new, {report.changed} changed, {report.removed} removed, "
+        f"{report.unchanged} unchanged"
+    )
+    if not report.written:
+        typer.echo(f"index {name!r} is up to date: {counts} ({report.seconds:.2f} s)")
+    else:
+        typer.echo(f"indexed {corpus} into {name!r} ({report.version})")
+        typer.echo(f"  documents: {report.documents} ({counts})")
+        typer.echo(
+            f"  chunks: {report.chunks} (+{report.chunks_added} -{report.chunks_removed}) in "
+            f"{report.seconds:.1f} s, {report.chunks_per_second:.1f} chunks/s"
+        )
+    if report.skipped:
+        typer.echo(f"  skipped {len(report.skipped)}:")
+        for where, why in report.skipped[:20]:
+            typer.echo(f"    {where}: {why}")
+        if len(report.skipped) > 20:
+            typer.echo(f"    ... and {len(report.skipped) - 20} more")
+
+
+@app.command("ask")
+@reports_errors
+def ask_command(
+    question: Annotated[str, typer.Argument(help="the question")],
+    index: IndexOption = None,
+    k: KOption = None,
+    mode: ModeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Answer a question from an index, citing the passages used."""
+    from rag.chain import open_pipeline
+
+    s = settings()
+    name = pick_index(index, s)
+    if not question.strip() or len(question) > s.max_question_chars:
+        raise InputError(
+            "the question is empty"
+            if not question.strip()
+            else f"the question is longer than {s.max_question_chars} characters"
+        )
+    if not as_json:
+        typer.echo("loading models...", err=True)
+    answer = open_pipeline(s, name).ask(question, k=k, mode=mode)
+    if as_json:
+        emit(answer.as_dict())
+        return
+    typer.echo(answer.answer)
+    if answer.abstained:
+        typer.echo(f"  ({answer.reason})")
+    typer.echo("\nsources:" if answer.sources else "\nno passages found")
+    for src in answer.sources:
+        mark = "*" if src.cited else " "
+        typer.echo(
+            f" {mark}[{src.number}] {src.doc_id}  {src.title!r}  chunk {src.chunk}  "
+            f"similarity {src.similarity:.2f}"
+        )
+        typer.echo(f"      {' '.join(src.snippet.split())[:160]}")
+    t = answer.timings
+    typer.echo(
+        f"\nretrieve {t['retrieve_ms']:.0f} ms, generate {t['generate_ms']:.0f} ms "
+        f"(index {answer.index} {answer.version}; * = cited)"
+    )
+
+
+@app.command("search")
+@reports_errors
+def search_command(
+    question: Annotated[str, typer.Argument(help="the query")],
+    index: IndexOption = None,
+    k: KOption = None,
+    mode: ModeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Retrieve passages only (no generation)."""
+    from rag.chain import open_pipeline
+
+    s = settings()
+    pipeline = open_pipeline(s, pick_index(index, s), with_generator=False)
+    sources = pipeline.search(question, k=k, mode=mode)
+    if as_json:
+        emit([src.__dict__ for src in sources])
+        return
+    for src in sources:
+        typer.echo(f"[{src.number}] {src.doc_id} chunk {src.chunk} score {src.score:.4f}")
+        typer.echo(f"    {' '.join(src.snippet.split())[:160]}")
+
+
+@app.command("indexes")
+@reports_errors
+def indexes_command(as_json: JsonOption = False) -> None:
+    """List indexes with their documents, chunks, embedder and build time."""
+    from rag.store import describe_indexes
+
+    s = settings()
+    rows = describe_indexes(s.index_root)
+    if as_json:
+        emit(rows)
+        return
+    if not rows:
+        typer.echo(f"no indexes under {s.index_root}; build one with `rag index <corpus>`")
+        return
+    for row in rows:
+        if "error" in row:
+            typer.echo(f"{row['name']}: unreadable ({row['error']})")
+            continue
+        typer.echo(
+            f"{row['name']}: {row['documents']} documents, {row['chunks']} chunks, "
+            f"{row['embedder']}, updated {row['updated_at']} "
+            f"(last build {row['build_seconds']:.1f} s, {row['size_mb']:.1f} MB)"
+        )
+
+
+@app.command("eval-retrieval")
+@reports_errors
+def eval_retrieval_command(
+    data: Annotated[Path, typer.Argument(help="dataset folder (corpus.jsonl, test.jsonl)")],
+    k: Annotated[int, typer.Option(min=1, max=50)] = 5,
+    modes: Annotated[str, typer.Option(help="comma-separated")] = "dense,lexical,hybrid",
+    limit: Annotated[int | None, typer.Option(min=1, help="first n questions")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Recall@k and MRR@10 of the gold document for each retrieval mode."""
+    from rag.evaluation.retrieval import evaluate_retrieval
+
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    unknown = set(chosen) - {"dense", "lexical", "hybrid"}
+    if unknown or not chosen:
+        raise InputError(f"unknown mode(s) {sorted(unknown)}: use dense, lexical, hybrid")
+    scores = evaluate_retrieval(data, settings(), modes=chosen, k=k, limit=limit, quiet=as_json)
+    if as_json:
+        emit([score.__dict__ for score in scores])
+        return
+    for score in scores:
+        typer.echo(
+            f"{score.mode:8s} recall@{score.k} {score.recall:.3f}  MRR@10 {score.mrr:.3f}  "
+            f"({score.questions} questions)"
+        )
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

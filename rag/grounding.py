@@ -1,0 +1,44 @@
+"""Is an answer backed by the passages, and which passages does it cite?"""
+
+from __future__ import annotations
+
+import re
+
+from rag.retrieval import Passage, query_terms
+
+ABSTAIN_PATTERNS = re.compile(
+    r"\b(i do not know|i don't know|i dont know|not (?:mentioned|stated|provided|given) in|"
+    r"(?:passages?|context|text) (?:do(?:es)? not|don't|doesn't) (?:contain|mention|say|provide)|"
+    r"no information|cannot (?:answer|find|be determined))\b",
+    re.IGNORECASE,
+)
+CITATION = re.compile(r"\[(\d{1,2})\]")
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-cased words and numbers that carry meaning (stopwords and citations removed)."""
+    return set(query_terms(CITATION.sub(" ", text)))
+
+
+def says_unknown(reply: str, abstain_text: str) -> bool:
+    return abstain_text.lower().strip(" .") in reply.lower() or bool(ABSTAIN_PATTERNS.search(reply))
+
+
+def support(reply: str, passages: list[Passage]) -> float:
+    """Share of the reply's content words that occur in the passages (1.0 when it has none)."""
+    words = content_words(reply)
+    if not words:
+        return 1.0
+    found = set().union(*(content_words(p.text + " " + p.title) for p in passages))
+    return len(words & found) / len(words)
+
+
+def cited_numbers(reply: str, passages: list[Passage]) -> list[int]:
+    """Passage numbers (from 1) the reply cites; without markers, the passage it overlaps most."""
+    numbers = sorted({int(n) for n in CITATION.findall(reply) if 1 <= int(n) <= len(passages)})
+    if numbers or not passages:
+        return numbers
+    words = content_words(reply)
+    overlaps = [len(words & content_words(p.text)) for p in passages]
+    best = max(overlaps)
+    return [overlaps.index(best) + 1] if best > 0 else []

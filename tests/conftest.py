@@ -1,0 +1,69 @@
+"""Shared fixtures: a tiny corpus in tmp_path and a fake embedder for fast unit tests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "corpora" / "sample"
+
+
+class FakeTokenizer:
+    """Whitespace tokens: enough for the chunker's length function in unit tests."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return text.split()
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+        return {"input_ids": list(range(len(text.split())))}
+
+    def decode(self, ids: list[int]) -> str:
+        return " ".join("x" for _ in ids)
+
+
+class FakeEmbedder:
+    """Deterministic bag-of-words vectors (hashed words), normalised like the real one."""
+
+    name = "fake-bow"
+    dimension = 64
+    max_seq_length = 256
+
+    def __init__(self) -> None:
+        self.tokenizer = FakeTokenizer()
+        self.calls = 0
+
+    def encode(self, texts, progress: bool = False) -> np.ndarray:
+        self.calls += 1
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dimension] += 1
+            norm = np.linalg.norm(out[row])
+            out[row] /= norm if norm else 1
+        return out
+
+
+@pytest.fixture
+def fake_embedder() -> FakeEmbedder:
+    return FakeEmbedder()
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path: Path) -> Path:
+    """Four documents in three formats, each holding one distinctive fact."""
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "alpha.md").write_text("# Alpha\n\nThe alpha reactor runs at 451 kelvin every night.\n")
+    (root / "beta.txt").write_text("Beta station keeps seventeen goats named after planets.\n")
+    lines = [
+        {"id": "g-1", "title": "Gamma", "text": "Gamma tower is painted ultramarine since 1987."},
+        {"id": "g-2", "title": "Delta", "text": "Delta harbour has a lighthouse called Wenlock."},
+    ]
+    (root / "more.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    return root
