@@ -98,6 +98,7 @@ class Pipeline:
             mode=mode or s.retrieval_mode,
             candidates=s.candidates,
             rrf_k=s.rrf_k,
+            dense_weight=s.dense_weight,
         )
 
     def check_question(self, question: str) -> str:

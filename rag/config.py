@@ -50,7 +50,9 @@ class Settings(BaseSettings):
 
     retrieval_mode: RetrievalMode = "hybrid"
     k: int = Field(4, ge=1, le=50)
-    rrf_k: int = Field(60, ge=1)
+    # Chosen on covidqa-dev (recall@5: dense 0.797, lexical 0.913, this hybrid 0.914).
+    rrf_k: int = Field(10, ge=1)
+    dense_weight: float = Field(0.5, ge=0, description="weight of the dense ranking in RRF")
     candidates: int = Field(50, ge=1, description="hits taken from each retriever before fusion")
     min_score: float = Field(0.25, description="best dense cosine below this: abstain")
     min_support: float = Field(0.5, ge=0, le=1, description="share of answer words in passages")

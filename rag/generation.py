@@ -56,6 +56,9 @@ class Generator:
             "max_new_tokens": max_new_tokens or self.max_new_tokens,
             "do_sample": sample,
             "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+            # A blank line ends the answer: small models otherwise ramble into new sections.
+            "stop_strings": ["\n\n"],
+            "tokenizer": self.tokenizer,
         }
         if sample:
             options["temperature"] = temperature

@@ -52,12 +52,14 @@ def query_terms(text: str) -> list[str]:
     return list(seen)
 
 
-def reciprocal_rank_fusion(rankings: list[list[int]], k: int = 60) -> list[tuple[int, float]]:
-    """Fuse ranked id lists: score(id) = sum over lists of 1 / (k + rank), rank from 1."""
+def reciprocal_rank_fusion(
+    rankings: list[list[int]], k: int = 60, weights: list[float] | None = None
+) -> list[tuple[int, float]]:
+    """Fuse ranked id lists: score(id) = sum over lists of weight / (k + rank), rank from 1."""
     scores: dict[int, float] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights or [1.0] * len(rankings), strict=True):
         for rank, item in enumerate(ranking, start=1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
     return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
 
 
@@ -69,7 +71,8 @@ def retrieve(
     k: int = 4,
     mode: RetrievalMode = "hybrid",
     candidates: int = 50,
-    rrf_k: int = 60,
+    rrf_k: int = 10,
+    dense_weight: float = 0.5,
 ) -> list[Passage]:
     """The k best passages for a query, best first."""
     if not query.strip():
@@ -83,7 +86,7 @@ def retrieve(
     elif mode == "hybrid":
         dense = [i for i, _ in index.dense_search(vector, depth)]
         lexical = [i for i, _ in index.lexical_search(query_terms(query), depth)]
-        ranked = reciprocal_rank_fusion([dense, lexical], rrf_k)[:k]
+        ranked = reciprocal_rank_fusion([dense, lexical], rrf_k, [dense_weight, 1.0])[:k]
     else:
         raise InputError(f"unknown retrieval mode {mode!r}: use dense, lexical or hybrid")
     ids = [i for i, _ in ranked]
@@ -116,7 +119,8 @@ class IndexRetriever(BaseRetriever):
     k: int = Field(4, ge=1)
     mode: RetrievalMode = "hybrid"
     candidates: int = 50
-    rrf_k: int = 60
+    rrf_k: int = 10
+    dense_weight: float = 0.5
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
@@ -129,6 +133,7 @@ class IndexRetriever(BaseRetriever):
             mode=self.mode,
             candidates=self.candidates,
             rrf_k=self.rrf_k,
+            dense_weight=self.dense_weight,
         )
         return [to_document(p) for p in passages]
 

@@ -48,18 +48,28 @@ def score_retrieval(
     *,
     mode: RetrievalMode,
     k: int = 5,
-    candidates: int = 50,
+    settings: Settings | None = None,
     show_progress: bool = True,
 ) -> RetrievalScore:
     """Recall@k: the gold document is among the k passages the generator would see.
 
     MRR@10 ranks documents by their first chunk among the top 10 passages.
     """
+    s = settings or Settings()
     scored = [q for q in questions if q.doc_id]
     recall = mrr = 0.0
     depth = max(k, 10)
     for q in progress(scored, total=len(scored), desc=f"retrieval {mode}", show=show_progress):
-        hits = retrieve(index, embedder, q.question, k=depth, mode=mode, candidates=candidates)
+        hits = retrieve(
+            index,
+            embedder,
+            q.question,
+            k=depth,
+            mode=mode,
+            candidates=s.candidates,
+            rrf_k=s.rrf_k,
+            dense_weight=s.dense_weight,
+        )
         ranked = [p.doc_id for p in hits]
         recall += recall_at_k(ranked, q.doc_id, k)
         mrr += reciprocal_rank(unique_in_order(ranked), q.doc_id)
@@ -94,7 +104,7 @@ def evaluate_retrieval(
                 dataset.test,
                 mode=mode,
                 k=k,
-                candidates=settings.candidates,
+                settings=settings,
                 show_progress=not quiet,
             )
             for mode in modes

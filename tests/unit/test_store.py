@@ -134,10 +134,10 @@ def test_corrupted_files_are_named(tiny_corpus: Path, tmp_path: Path, fake_embed
     data = bytearray(vectors.read_bytes())
     data[len(data) // 2] ^= 0xFF
     vectors.write_bytes(bytes(data))
-    with pytest.raises(CorruptIndexError, match="vectors.faiss"):
+    with pytest.raises(CorruptIndexError, match=r"vectors\.faiss"):
         load_index(root, "t")
     vectors.write_bytes(bytes(data[:100]))
-    with pytest.raises(CorruptIndexError, match="vectors.faiss"):
+    with pytest.raises(CorruptIndexError, match=r"vectors\.faiss"):
         load_index(root, "t")
     (root / "t" / report.version / "manifest.json").write_text("{not json")
     with pytest.raises(CorruptIndexError, match=r"manifest\.json"):
@@ -176,9 +176,12 @@ def test_changed_chunking_asks_for_rebuild(tiny_corpus: Path, tmp_path: Path, fa
 
 
 def test_second_writer_is_refused(tmp_path: Path) -> None:
-    with writer_lock(tmp_path / "t"), pytest.raises(IndexLockedError, match="another"):
-        with writer_lock(tmp_path / "t"):
-            pass
+    with (
+        writer_lock(tmp_path / "t"),
+        pytest.raises(IndexLockedError, match="another"),
+        writer_lock(tmp_path / "t"),
+    ):
+        pass
 
 
 def test_describe_indexes(tiny_corpus: Path, tmp_path: Path, fake_embedder) -> None:
