@@ -56,6 +56,15 @@ def reports_errors(command: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
+def quiet_libraries() -> None:
+    """No model-loading progress bars or library warnings on stdout under --json."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def settings() -> Settings:
     from pydantic import ValidationError
 
@@ -93,6 +102,8 @@ def index_command(
     """Build or update an index: embeds only new or changed documents."""
     from rag.indexing import index_corpus
 
+    if as_json:
+        quiet_libraries()
     s = settings()
     name = index or corpus.resolve().name
     report = index_corpus(corpus, name, s, rebuild=rebuild, show_progress=not as_json)
@@ -140,7 +151,9 @@ def ask_command(
             if not question.strip()
             else f"the question is longer than {s.max_question_chars} characters"
         )
-    if not as_json:
+    if as_json:
+        quiet_libraries()
+    else:
         typer.echo("loading models...", err=True)
     answer = open_pipeline(s, name).ask(question, k=k, mode=mode)
     if as_json:
@@ -176,6 +189,8 @@ def search_command(
     """Retrieve passages only (no generation)."""
     from rag.chain import open_pipeline
 
+    if as_json:
+        quiet_libraries()
     s = settings()
     pipeline = open_pipeline(s, pick_index(index, s), with_generator=False)
     sources = pipeline.search(question, k=k, mode=mode)
@@ -224,6 +239,8 @@ def eval_retrieval_command(
     """Recall@k and MRR@10 of the gold document for each retrieval mode."""
     from rag.evaluation.retrieval import evaluate_retrieval
 
+    if as_json:
+        quiet_libraries()
     chosen = [m.strip() for m in modes.split(",") if m.strip()]
     unknown = set(chosen) - {"dense", "lexical", "hybrid"}
     if unknown or not chosen:

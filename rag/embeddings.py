@@ -25,7 +25,9 @@ class Embedder(Embeddings):
         self.model = model
         self.name = name
         self.batch_size = batch_size
-        self.dimension = int(model.get_sentence_embedding_dimension())
+        dimension = getattr(model, "get_embedding_dimension", None)
+        dimension = dimension or model.get_sentence_embedding_dimension
+        self.dimension = int(dimension())
         self.max_seq_length = int(model.max_seq_length)
         self.tokenizer = model.tokenizer
 
