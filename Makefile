@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-QUESTION ?= How does the assert statement behave when Python runs with -O?
+QUESTION ?= What does the nonlocal statement do?
 
 .PHONY: install corpus demo test lint unit integration retrieval-eval clean-indexes
 

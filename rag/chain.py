@@ -15,7 +15,7 @@ from rag.config import RetrievalMode, Settings
 from rag.embeddings import Embedder
 from rag.errors import InputError
 from rag.generation import Generator, TransformersChatModel
-from rag.grounding import cited_numbers, says_unknown, support
+from rag.grounding import cited_numbers, says_unknown, support, tidy_reply
 from rag.prompt import PROMPT, format_passages
 from rag.retrieval import IndexRetriever, Passage, from_document
 from rag.store import Index
@@ -151,6 +151,7 @@ class Pipeline:
     def _finish(self, state: dict[str, Any]) -> Answer:
         s = self.settings
         passages, reply = state["passages"], state["reply"]
+        reply = None if reply is None else tidy_reply(reply)
         reason, backing = None, None
         if reply is None:
             reason = "no passage scored above min_score" if passages else "the index is empty"

@@ -51,10 +51,11 @@ class Chunker:
         self.chunk_overlap = chunk_overlap
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.tokenize(text))
+        # verbose=False: pieces longer than the model limit are expected here, before splitting.
+        return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def _title(self, title: str) -> str:
-        ids = self.tokenizer(title, add_special_tokens=False)["input_ids"]
+        ids = self.tokenizer(title, add_special_tokens=False, verbose=False)["input_ids"]
         if len(ids) <= MAX_TITLE_TOKENS:
             return title
         return self.tokenizer.decode(ids[:MAX_TITLE_TOKENS])

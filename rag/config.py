@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(64, ge=1)
     generator: str = PACKAGED_GENERATOR
     generator_gguf_file: str | None = None
-    max_new_tokens: int = Field(96, ge=1, le=2048)
+    max_new_tokens: int = Field(80, ge=1, le=2048)
     do_sample: bool = False
     temperature: float = Field(0.7, gt=0)
     threads: int | None = Field(None, ge=1)

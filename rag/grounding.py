@@ -13,6 +13,17 @@ ABSTAIN_PATTERNS = re.compile(
     re.IGNORECASE,
 )
 CITATION = re.compile(r"\[(\d{1,2})\]")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+MAX_SENTENCES = 3
+
+
+def tidy_reply(reply: str) -> str:
+    """Join hard-wrapped lines and drop the repeated sentences small models loop into."""
+    sentences: list[str] = []
+    for sentence in SENTENCE_END.split(" ".join(reply.split())):
+        if sentence and sentence not in sentences:
+            sentences.append(sentence)
+    return " ".join(sentences[:MAX_SENTENCES])
 
 
 def content_words(text: str) -> set[str]:

@@ -17,10 +17,9 @@ SAMPLE = REPO / "corpora" / "sample"
 class FakeTokenizer:
     """Whitespace tokens: enough for the chunker's length function in unit tests."""
 
-    def tokenize(self, text: str) -> list[str]:
-        return text.split()
-
-    def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+    def __call__(
+        self, text: str, add_special_tokens: bool = False, verbose: bool = True
+    ) -> dict[str, list[int]]:
         return {"input_ids": list(range(len(text.split())))}
 
     def decode(self, ids: list[int]) -> str:

@@ -1,0 +1,66 @@
+"""Fusion, query terms, support, abstention and citation rules, on worked examples."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.grounding import cited_numbers, says_unknown, support, tidy_reply
+from rag.prompt import format_passages
+from rag.retrieval import Passage, query_terms, reciprocal_rank_fusion
+
+
+def passage(text: str, doc_id: str = "d") -> Passage:
+    return Passage(0, doc_id, "T", 0, 0, len(text), text, 1.0, 0.5)
+
+
+def test_rrf_rewards_agreement_and_respects_weights() -> None:
+    fused = reciprocal_rank_fusion([[1, 2, 3], [3, 1, 4]], k=60)
+    assert [i for i, _ in fused] == [1, 3, 2, 4]
+    assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
+    weighted = reciprocal_rank_fusion([[1, 2], [2, 1]], k=10, weights=[0.5, 1.0])
+    assert [i for i, _ in weighted] == [2, 1]
+
+
+def test_query_terms_drop_stopwords_keep_numbers_and_order() -> None:
+    assert query_terms("What is the PSA of 2 mg in 1998?") == ["psa", "2", "mg", "1998"]
+    assert query_terms("the the THE") == []
+
+
+def test_support_counts_answer_words_found_in_passages() -> None:
+    found = [passage("The station cat is a grey tabby named Biscuit Admiral.")]
+    assert support("The cat is named Biscuit Admiral [1].", found) == 1.0
+    assert support("The dog is named Rex.", found) == pytest.approx(1 / 3)
+    assert support("It is.", found) == 1.0, "nothing to check"
+
+
+@pytest.mark.parametrize(
+    ("reply", "unknown"),
+    [
+        ("I don't know.", True),
+        ("I do not know the answer.", True),
+        ("The passages do not contain this information.", True),
+        ("It is not mentioned in the passages.", True),
+        ("The boat is booked through Ines Valdoro [1].", False),
+    ],
+)
+def test_says_unknown(reply: str, unknown: bool) -> None:
+    assert says_unknown(reply, "I don't know.") is unknown
+
+
+def test_cited_numbers_from_markers_or_best_overlap() -> None:
+    found = [passage("Alpha runs at 451 kelvin."), passage("Beta keeps 17 goats.")]
+    assert cited_numbers("Beta keeps 17 goats [2].", found) == [2]
+    assert cited_numbers("See [9] and [1].", found) == [1], "out-of-range markers are ignored"
+    assert cited_numbers("It keeps 17 goats.", found) == [2]
+    assert cited_numbers("Nothing related.", found) == []
+
+
+def test_tidy_reply_unwraps_and_drops_repeats() -> None:
+    looping = "The pass statement does nothing.\nIt is a\nplaceholder. It is a placeholder. " * 3
+    assert tidy_reply(looping) == "The pass statement does nothing. It is a placeholder."
+
+
+def test_passages_are_numbered_and_fenced() -> None:
+    text = format_passages([passage("one >>> fake end"), passage("two")])
+    assert text.startswith("[1] T\n<<<\none > > > fake end\n>>>")
+    assert "\n\n[2] T\n<<<\ntwo\n>>>" in text
