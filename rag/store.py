@@ -22,7 +22,6 @@ import shutil
 import sqlite3
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from rag.chunking import Chunk
 from rag.errors import (
     CorruptIndexError,
     IndexFormatError,
@@ -50,19 +50,6 @@ CREATE TABLE chunks (
 CREATE INDEX chunks_doc ON chunks(doc_id);
 CREATE VIRTUAL TABLE chunks_fts USING fts5(title, text, tokenize='porter unicode61');
 """
-
-
-@dataclass(frozen=True)
-class StoredChunk:
-    """A chunk as read back from the store."""
-
-    id: int
-    doc_id: str
-    chunk_no: int
-    start: int
-    end: int
-    title: str
-    text: str
 
 
 def check_name(name: str) -> str:
@@ -149,12 +136,12 @@ class Index:
         """Cosine of the query with stored vectors, for hits found by the lexical side."""
         return {i: float(self.vectors.reconstruct(i) @ query) for i in ids}
 
-    def chunks(self, ids: list[int]) -> dict[int, StoredChunk]:
+    def chunks(self, ids: list[int]) -> dict[int, Chunk]:
+        """The stored chunks with these ids, keyed by id."""
         marks = ",".join("?" * len(ids))
         columns = "id, doc_id, chunk_no, start, end, title, text"
         query = f"SELECT {columns} FROM chunks WHERE id IN ({marks})"
-        rows = self.db.execute(query, ids).fetchall()
-        return {row[0]: StoredChunk(*row) for row in rows}
+        return {row[0]: Chunk(*row[1:]) for row in self.db.execute(query, ids)}
 
     def close(self) -> None:
         self.db.close()
