@@ -11,7 +11,7 @@ from typing import Any
 from rag.chunking import Chunk, Chunker
 from rag.config import Settings
 from rag.documents import Corpus, Document, load_corpus
-from rag.embeddings import Embedder, load_embedder
+from rag.embeddings import Embedder, load_embedder, resolve_embedder
 from rag.errors import InputError, RagError
 from rag.progress import bar, progress
 from rag.store import (
@@ -21,6 +21,7 @@ from rag.store import (
     index_dir,
     load_index,
     now,
+    read_manifest,
     remove_leftovers,
     writer_lock,
 )
@@ -111,24 +112,9 @@ def _apply(
     show_progress: bool,
     started: float,
 ) -> SyncReport:
-    old: dict[str, dict] = base.manifest["documents"] if base else {}
     current = {doc.id: doc for doc in corpus.documents}
-    new = [d for i, d in current.items() if i not in old]
-    changed = [d for i, d in current.items() if i in old and old[i]["hash"] != d.hash]
-    removed = [i for i in old if i not in current]
-    report = SyncReport(
-        index=name,
-        version=base.version if base else None,
-        new=len(new),
-        changed=len(changed),
-        removed=len(removed),
-        unchanged=len(current) - len(new) - len(changed),
-        chunks_added=0,
-        chunks_removed=0,
-        documents=len(current),
-        chunks=base.size if base else 0,
-        skipped=corpus.skipped,
-    )
+    new, changed, removed = diff_documents(base.manifest["documents"] if base else {}, current)
+    report = _report(name, base.manifest if base else None, corpus, new, changed, removed)
     if base is not None and not (new or changed or removed):
         return report
 
@@ -147,6 +133,62 @@ def _apply(
         writer.abandon()
         raise
     return report
+
+
+def diff_documents(
+    old: dict[str, dict], current: dict[str, Document]
+) -> tuple[list[Document], list[Document], list[str]]:
+    """(new, changed, removed) by document id and content hash."""
+    new = [d for i, d in current.items() if i not in old]
+    changed = [d for i, d in current.items() if i in old and old[i]["hash"] != d.hash]
+    removed = [i for i in old if i not in current]
+    return new, changed, removed
+
+
+def _report(
+    name: str,
+    manifest: dict[str, Any] | None,
+    corpus: Corpus,
+    new: list[Document],
+    changed: list[Document],
+    removed: list[str],
+) -> SyncReport:
+    return SyncReport(
+        index=name,
+        version=manifest["version"] if manifest else None,
+        new=len(new),
+        changed=len(changed),
+        removed=len(removed),
+        unchanged=len(corpus.documents) - len(new) - len(changed),
+        chunks_added=0,
+        chunks_removed=0,
+        documents=len(corpus.documents),
+        chunks=manifest["counts"]["chunks"] if manifest else 0,
+        skipped=corpus.skipped,
+    )
+
+
+def check_up_to_date(
+    corpus: Corpus, root: Path, name: str, settings: Settings
+) -> SyncReport | None:
+    """A report when the index already matches corpus and settings, without loading a model.
+
+    This keeps a no-change `rag index` to the cost of reading the corpus.
+    """
+    directory = index_dir(root, name)
+    if not (directory / "CURRENT").is_file():
+        return None
+    manifest = read_manifest(directory / (directory / "CURRENT").read_text().strip())
+    chunking = {"chunk_size": settings.chunk_size, "chunk_overlap": settings.chunk_overlap}
+    if manifest["embedder"]["name"] != resolve_embedder(settings.embedder)[0]:
+        return None
+    if manifest.get("chunking") != chunking:
+        return None
+    current = {doc.id: doc for doc in corpus.documents}
+    new, changed, removed = diff_documents(manifest["documents"], current)
+    if new or changed or removed:
+        return None
+    return _report(name, manifest, corpus, new, changed, removed)
 
 
 def _chunk(docs: list[Document], chunker: Chunker, show_progress: bool) -> list[Chunk]:
@@ -240,7 +282,11 @@ def index_corpus(
 ) -> SyncReport:
     """Load a corpus and sync it into `settings.index_root/name` (the `rag index` command)."""
     check_name(name)
+    started = time.perf_counter()
     corpus = load_corpus(corpus_path)
+    if not rebuild and (report := check_up_to_date(corpus, settings.index_root, name, settings)):
+        report.seconds = time.perf_counter() - started
+        return report
     embedder = embedder or load_embedder(settings)
     return sync_index(
         corpus,

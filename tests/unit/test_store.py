@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from rag.chunking import Chunker
+from rag.config import Settings
 from rag.documents import load_corpus
 from rag.errors import (
     CorruptIndexError,
@@ -16,7 +17,7 @@ from rag.errors import (
     IndexNotFoundError,
     InputError,
 )
-from rag.indexing import sync_index
+from rag.indexing import check_up_to_date, sync_index
 from rag.retrieval import retrieve
 from rag.store import CURRENT, check_name, describe_indexes, load_index, writer_lock
 
@@ -190,3 +191,16 @@ def test_describe_indexes(tiny_corpus: Path, tmp_path: Path, fake_embedder) -> N
     (rows,) = describe_indexes(root)
     assert rows["name"] == "t" and rows["documents"] == 4 and rows["embedder"] == "fake-bow"
     assert rows["chunks"] >= 4 and rows["build_seconds"] >= 0
+
+
+def test_up_to_date_check_needs_no_model(tiny_corpus: Path, tmp_path: Path, fake_embedder):
+    root = tmp_path / "indexes"
+    sync(tiny_corpus, root, fake_embedder)
+    same = Settings(index_root=root, embedder="fake-bow", chunk_size=40, chunk_overlap=5)
+    report = check_up_to_date(load_corpus(tiny_corpus), root, "t", same)
+    assert report is not None and (report.new, report.changed, report.removed) == (0, 0, 0)
+    assert report.unchanged == 4 and not report.written
+    other = same.model_copy(update={"embedder": "some/other-model"})
+    assert check_up_to_date(load_corpus(tiny_corpus), root, "t", other) is None
+    (tiny_corpus / "beta.txt").write_text("edited\n")
+    assert check_up_to_date(load_corpus(tiny_corpus), root, "t", same) is None
