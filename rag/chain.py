@@ -6,6 +6,7 @@ The CLI, the API and the evaluation all answer through `Pipeline`; none has its 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -113,40 +114,82 @@ class Pipeline:
         return question
 
     def chain(
-        self, k: int | None = None, mode: RetrievalMode | None = None
+        self,
+        k: int | None = None,
+        mode: RetrievalMode | None = None,
+        max_time: float | None = None,
     ) -> Runnable[str, Answer]:
-        """question -> Answer. Abstains before generating when nothing relevant was found."""
-        if self.generator is None:
-            raise InputError("this pipeline was loaded without a generator")
+        """question -> Answer. Abstains before generating when nothing relevant was found.
+
+        `max_time` bounds generation (seconds, including the wait for the generator).
+        """
+        model = self._model(max_time)
         retriever = self.retriever(k, mode)
-        model = TransformersChatModel(generator=self.generator)
-        s = self.settings
 
         def retrieve(question: str) -> dict[str, Any]:
-            start = time.perf_counter()
-            docs = retriever.invoke(question)
-            passages = [from_document(d) for d in docs]
-            return {"question": question, "passages": passages, "retrieve_ms": _ms(start)}
+            return self._retrieve(retriever, question)
 
         def generate(state: dict[str, Any]) -> dict[str, Any]:
-            passages = state["passages"]
-            best = max((p.similarity for p in passages), default=0.0)
-            if best < s.min_score:
-                return state | {"reply": None, "generate_ms": 0.0, "prompt_ms": 0.0}
+            state = self._prompt(state)
+            if state["messages"] is None:
+                return state | {"reply": None, "generate_ms": 0.0}
             start = time.perf_counter()
-            messages = PROMPT.invoke(
-                {
-                    "abstain_text": s.abstain_text,
-                    "passages": format_passages(passages),
-                    "question": state["question"],
-                }
-            )
-            prompt_ms = _ms(start)
-            start = time.perf_counter()
-            reply = model.invoke(messages).content
-            return state | {"reply": reply, "generate_ms": _ms(start), "prompt_ms": prompt_ms}
+            reply = model.invoke(state["messages"]).content
+            return state | {"reply": reply, "generate_ms": _ms(start)}
 
         return RunnableLambda(retrieve) | RunnableLambda(generate) | RunnableLambda(self._finish)
+
+    def stream(
+        self,
+        question: str,
+        k: int | None = None,
+        mode: RetrievalMode | None = None,
+        max_time: float | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Events for a streamed answer: sources first, then tokens, then the final Answer."""
+        question = self.check_question(question)
+        model = self._model(max_time)
+        state = self._prompt(self._retrieve(self.retriever(k, mode), question))
+        yield {"event": "sources", "data": [asdict(src) for src in state["sources"]]}
+        pieces: list[str] = []
+        start = time.perf_counter()
+        if state["messages"] is not None:
+            for chunk in model.stream(state["messages"]):
+                pieces.append(str(chunk.content))
+                yield {"event": "token", "data": str(chunk.content)}
+        reply = "".join(pieces) if state["messages"] is not None else None
+        answer = self._finish(state | {"reply": reply, "generate_ms": _ms(start)})
+        yield {"event": "answer", "data": answer.as_dict()}
+
+    def _model(self, max_time: float | None) -> TransformersChatModel:
+        if self.generator is None:
+            raise InputError("this pipeline was loaded without a generator")
+        return TransformersChatModel(generator=self.generator, max_time=max_time)
+
+    def _retrieve(self, retriever: IndexRetriever, question: str) -> dict[str, Any]:
+        start = time.perf_counter()
+        passages = [from_document(d) for d in retriever.invoke(question)]
+        return {
+            "question": question,
+            "passages": passages,
+            "sources": make_sources(passages, []),
+            "retrieve_ms": _ms(start),
+        }
+
+    def _prompt(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Chat messages for the model, or None when no passage is relevant enough."""
+        s, passages = self.settings, state["passages"]
+        start = time.perf_counter()
+        if max((p.similarity for p in passages), default=0.0) < s.min_score:
+            return state | {"messages": None, "prompt_ms": 0.0}
+        messages = PROMPT.invoke(
+            {
+                "abstain_text": s.abstain_text,
+                "passages": format_passages(passages),
+                "question": state["question"],
+            }
+        )
+        return state | {"messages": messages, "prompt_ms": _ms(start)}
 
     def _finish(self, state: dict[str, Any]) -> Answer:
         s = self.settings
@@ -181,10 +224,16 @@ class Pipeline:
             support=None if backing is None else round(backing, 3),
         )
 
-    def ask(self, question: str, k: int | None = None, mode: RetrievalMode | None = None) -> Answer:
+    def ask(
+        self,
+        question: str,
+        k: int | None = None,
+        mode: RetrievalMode | None = None,
+        max_time: float | None = None,
+    ) -> Answer:
         question = self.check_question(question)
         start = time.perf_counter()
-        answer = self.chain(k, mode).invoke(question)
+        answer = self.chain(k, mode, max_time).invoke(question)
         answer.timings["total_ms"] = _ms(start)
         return answer
 

@@ -37,3 +37,7 @@ class IndexLockedError(RagError):
     """Another process is writing the same index."""
 
     exit_code = 2
+
+
+class GenerationTimeout(RagError):
+    """Generation (or the wait for the generator) ran past its deadline."""

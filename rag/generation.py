@@ -7,10 +7,12 @@ loads it once and passes it around.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from rag.config import PACKAGED_GENERATOR, Settings
-from rag.errors import ModelLoadError
+from rag.errors import GenerationTimeout, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +71,34 @@ class Generator:
     def count_tokens(self, messages: list[dict[str, str]]) -> int:
         return int(self._inputs(messages)["input_ids"].shape[1])
 
+    @contextlib.contextmanager
+    def _turn(self, max_time: float | None) -> Iterator[float | None]:
+        """Hold the generator; yields the seconds left for generating, or None for no bound."""
+        started = time.monotonic()
+        if not self.lock.acquire(timeout=-1 if max_time is None else max_time):
+            raise GenerationTimeout(f"the generator stayed busy for {max_time:.1f} s")
+        try:
+            yield None if max_time is None else max(max_time - (time.monotonic() - started), 0.01)
+        finally:
+            self.lock.release()
+
     def generate(
         self,
         messages: list[dict[str, str]],
         max_new_tokens: int | None = None,
         temperature: float | None = None,
+        max_time: float | None = None,
     ) -> str:
+        """Complete a chat; raises GenerationTimeout when `max_time` seconds run out."""
         import torch
 
         inputs = self._inputs(messages)
-        with self.lock, torch.inference_mode():
-            output = self.model.generate(**inputs, **self._options(max_new_tokens, temperature))
+        options = self._options(max_new_tokens, temperature)
+        with self._turn(max_time) as left, torch.inference_mode():
+            start = time.monotonic()
+            output = self.model.generate(**inputs, **options, max_time=left)
+            if left is not None and time.monotonic() - start >= left:
+                raise GenerationTimeout(f"generation ran past its {max_time:.1f} s deadline")
         new_tokens = output[0][inputs["input_ids"].shape[1] :]
         return self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
 
@@ -88,23 +107,30 @@ class Generator:
         messages: list[dict[str, str]],
         max_new_tokens: int | None = None,
         temperature: float | None = None,
+        max_time: float | None = None,
     ) -> Iterator[str]:
-        """Yield text pieces as they are generated (generation runs in a worker thread)."""
+        """Yield text pieces as they are generated (generation runs in a worker thread).
+
+        Past `max_time` the stream simply ends: the client already holds what came.
+        """
         import torch
         from transformers import TextIteratorStreamer
 
         inputs = self._inputs(messages)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         options = self._options(max_new_tokens, temperature)
+        with self._turn(max_time) as left:
 
-        def run() -> None:
-            with self.lock, torch.inference_mode():
-                self.model.generate(**inputs, **options, streamer=streamer)
+            def run() -> None:
+                with torch.inference_mode():
+                    self.model.generate(**inputs, **options, streamer=streamer, max_time=left)
 
-        worker = threading.Thread(target=run, daemon=True)
-        worker.start()
-        yield from streamer
-        worker.join()
+            worker = threading.Thread(target=run, daemon=True)
+            worker.start()
+            try:
+                yield from streamer
+            finally:  # a consumer that stops early must not free the lock mid-generation
+                worker.join()
 
 
 def to_chat(messages: list[BaseMessage]) -> list[dict[str, str]]:
@@ -116,6 +142,7 @@ class TransformersChatModel(BaseChatModel):
 
     generator: Any
     max_new_tokens: int | None = None
+    max_time: float | None = None
 
     @property
     def _llm_type(self) -> str:
@@ -124,13 +151,18 @@ class TransformersChatModel(BaseChatModel):
     def _generate(
         self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs: Any
     ) -> ChatResult:
-        text = self.generator.generate(to_chat(messages), max_new_tokens=self.max_new_tokens)
+        text = self.generator.generate(
+            to_chat(messages), max_new_tokens=self.max_new_tokens, max_time=self.max_time
+        )
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
 
     def _stream(
         self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs: Any
     ) -> Iterator[ChatGenerationChunk]:
-        for piece in self.generator.stream(to_chat(messages), max_new_tokens=self.max_new_tokens):
+        pieces = self.generator.stream(
+            to_chat(messages), max_new_tokens=self.max_new_tokens, max_time=self.max_time
+        )
+        for piece in pieces:
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
             if run_manager:
                 run_manager.on_llm_new_token(piece, chunk=chunk)
