@@ -90,9 +90,15 @@ class Pipeline:
         self.generator = generator
         self.settings = settings
 
-    def retriever(self, k: int | None = None, mode: RetrievalMode | None = None) -> IndexRetriever:
+    def retriever(
+        self,
+        k: int | None = None,
+        mode: RetrievalMode | None = None,
+        where: dict[str, str] | None = None,
+    ) -> IndexRetriever:
         s = self.settings
         return IndexRetriever(
+            where=where,
             index=self.index,
             embedder=self.embedder,
             k=k or s.k,
@@ -117,14 +123,16 @@ class Pipeline:
         self,
         k: int | None = None,
         mode: RetrievalMode | None = None,
-        max_time: float | None = None,
+        where: dict[str, str] | None = None,
+        **generation: Any,
     ) -> Runnable[str, Answer]:
         """question -> Answer. Abstains before generating when nothing relevant was found.
 
-        `max_time` bounds generation (seconds, including the wait for the generator).
+        `generation` may hold max_new_tokens, temperature and max_time (seconds, including
+        the wait for the generator; past it GenerationTimeout is raised).
         """
-        model = self._model(max_time)
-        retriever = self.retriever(k, mode)
+        model = self._model(**generation)
+        retriever = self.retriever(k, mode, where)
 
         def retrieve(question: str) -> dict[str, Any]:
             return self._retrieve(retriever, question)
@@ -144,12 +152,13 @@ class Pipeline:
         question: str,
         k: int | None = None,
         mode: RetrievalMode | None = None,
-        max_time: float | None = None,
+        where: dict[str, str] | None = None,
+        **generation: Any,
     ) -> Iterator[dict[str, Any]]:
         """Events for a streamed answer: sources first, then tokens, then the final Answer."""
         question = self.check_question(question)
-        model = self._model(max_time)
-        state = self._prompt(self._retrieve(self.retriever(k, mode), question))
+        model = self._model(**generation)
+        state = self._prompt(self._retrieve(self.retriever(k, mode, where), question))
         yield {"event": "sources", "data": [asdict(src) for src in state["sources"]]}
         pieces: list[str] = []
         start = time.perf_counter()
@@ -161,10 +170,10 @@ class Pipeline:
         answer = self._finish(state | {"reply": reply, "generate_ms": _ms(start)})
         yield {"event": "answer", "data": answer.as_dict()}
 
-    def _model(self, max_time: float | None) -> TransformersChatModel:
+    def _model(self, **generation: Any) -> TransformersChatModel:
         if self.generator is None:
             raise InputError("this pipeline was loaded without a generator")
-        return TransformersChatModel(generator=self.generator, max_time=max_time)
+        return TransformersChatModel(generator=self.generator, **generation)
 
     def _retrieve(self, retriever: IndexRetriever, question: str) -> dict[str, Any]:
         start = time.perf_counter()
@@ -229,20 +238,25 @@ class Pipeline:
         question: str,
         k: int | None = None,
         mode: RetrievalMode | None = None,
-        max_time: float | None = None,
+        where: dict[str, str] | None = None,
+        **generation: Any,
     ) -> Answer:
         question = self.check_question(question)
         start = time.perf_counter()
-        answer = self.chain(k, mode, max_time).invoke(question)
+        answer = self.chain(k, mode, where, **generation).invoke(question)
         answer.timings["total_ms"] = _ms(start)
         return answer
 
     def search(
-        self, question: str, k: int | None = None, mode: RetrievalMode | None = None
+        self,
+        question: str,
+        k: int | None = None,
+        mode: RetrievalMode | None = None,
+        where: dict[str, str] | None = None,
     ) -> list[Source]:
         """Retrieval only: no generation, no waiting on the generator."""
         question = self.check_question(question)
-        passages = [from_document(d) for d in self.retriever(k, mode).invoke(question)]
+        passages = [from_document(d) for d in self.retriever(k, mode, where).invoke(question)]
         return make_sources(passages, [])
 
 

@@ -256,6 +256,26 @@ def eval_retrieval_command(
         )
 
 
+@app.command("serve")
+@reports_errors
+def serve_command(
+    index: Annotated[list[str], typer.Option("--index", "-i", help="index to serve (repeat)")],
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+) -> None:
+    """Serve the HTTP API and the web page (models and indexes load once, in the background)."""
+    import uvicorn
+
+    from api.app import create_app  # the one place the core's CLI reaches into api/
+    from rag.store import check_name, load_index
+
+    s = settings()
+    names = [check_name(n) for n in index]
+    for name in names:  # fail fast on a missing or broken index, before loading models
+        load_index(s.index_root, name).close()
+    uvicorn.run(create_app(s, names), host=host, port=port, log_level="info")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

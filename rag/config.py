@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     min_support: float = Field(0.5, ge=0, le=1, description="share of answer words in passages")
     abstain_text: str = "I don't know."
     max_question_chars: int = Field(2000, ge=1)
+
+    # HTTP service (rag serve)
+    api_key: SecretStr | None = Field(None, description="when set, every route but /healthz")
+    max_queue: int = Field(4, ge=0, description="generations waiting beyond the running one")
+    generation_timeout: float = Field(60.0, gt=0, description="seconds per request, then 504")
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
 
     @field_validator("chunk_overlap")
     @classmethod

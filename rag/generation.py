@@ -142,7 +142,15 @@ class TransformersChatModel(BaseChatModel):
 
     generator: Any
     max_new_tokens: int | None = None
+    temperature: float | None = None
     max_time: float | None = None
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "max_time": self.max_time,
+        }
 
     @property
     def _llm_type(self) -> str:
@@ -151,18 +159,13 @@ class TransformersChatModel(BaseChatModel):
     def _generate(
         self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs: Any
     ) -> ChatResult:
-        text = self.generator.generate(
-            to_chat(messages), max_new_tokens=self.max_new_tokens, max_time=self.max_time
-        )
+        text = self.generator.generate(to_chat(messages), **self._options())
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
 
     def _stream(
         self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs: Any
     ) -> Iterator[ChatGenerationChunk]:
-        pieces = self.generator.stream(
-            to_chat(messages), max_new_tokens=self.max_new_tokens, max_time=self.max_time
-        )
-        for piece in pieces:
+        for piece in self.generator.stream(to_chat(messages), **self._options()):
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
             if run_manager:
                 run_manager.on_llm_new_token(piece, chunk=chunk)

@@ -28,6 +28,9 @@ STOPWORDS = frozenset(
 )
 
 
+FILTER_FIELDS = frozenset({"doc_id", "title"})
+
+
 @dataclass(frozen=True)
 class Passage:
     """A retrieved chunk with the score it was ranked by and its dense similarity."""
@@ -73,24 +76,34 @@ def retrieve(
     candidates: int = 50,
     rrf_k: int = 10,
     dense_weight: float = 0.5,
+    where: dict[str, str] | None = None,
 ) -> list[Passage]:
-    """The k best passages for a query, best first."""
+    """The k best passages for a query, best first; `where` keeps chunks whose doc_id/title
+    equal the given values (searching deeper so that k can still be filled)."""
     if not query.strip():
         raise InputError("the query is empty")
+    unknown = set(where or {}) - FILTER_FIELDS
+    if unknown:
+        raise InputError(f"cannot filter on {sorted(unknown)}: use {sorted(FILTER_FIELDS)}")
     vector = embedder.encode([query])[0]
-    depth = max(candidates, k)
+    depth = max(candidates, k) * (10 if where else 1)
+    wanted = depth if where else k
     if mode == "dense":
-        ranked = index.dense_search(vector, k)
+        ranked = index.dense_search(vector, wanted)
     elif mode == "lexical":
-        ranked = index.lexical_search(query_terms(query), k)
+        ranked = index.lexical_search(query_terms(query), wanted)
     elif mode == "hybrid":
         dense = [i for i, _ in index.dense_search(vector, depth)]
         lexical = [i for i, _ in index.lexical_search(query_terms(query), depth)]
-        ranked = reciprocal_rank_fusion([dense, lexical], rrf_k, [dense_weight, 1.0])[:k]
+        ranked = reciprocal_rank_fusion([dense, lexical], rrf_k, [dense_weight, 1.0])[:wanted]
     else:
         raise InputError(f"unknown retrieval mode {mode!r}: use dense, lexical or hybrid")
+    chunks = index.chunks([i for i, _ in ranked])
+    if where:
+        keep = {i for i, c in chunks.items() if all(getattr(c, f) == v for f, v in where.items())}
+        ranked = [(i, score) for i, score in ranked if i in keep]
+    ranked = ranked[:k]
     ids = [i for i, _ in ranked]
-    chunks = index.chunks(ids)
     similarity = index.similarity(vector, ids)
     return [
         Passage(
@@ -121,6 +134,7 @@ class IndexRetriever(BaseRetriever):
     candidates: int = 50
     rrf_k: int = 10
     dense_weight: float = 0.5
+    where: dict[str, str] | None = None
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
@@ -134,6 +148,7 @@ class IndexRetriever(BaseRetriever):
             candidates=self.candidates,
             rrf_k=self.rrf_k,
             dense_weight=self.dense_weight,
+            where=self.where,
         )
         return [to_document(p) for p in passages]
 

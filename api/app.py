@@ -1,0 +1,79 @@
+"""The FastAPI application: loads embedder, generator and indexes once, then serves them."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Callable
+
+from fastapi import FastAPI
+
+from api import problems
+from api.deps import ServiceState
+from api.limits import BodyLimit
+from api.routers import ask, chat, health, page
+from api.serving import GenerationQueue, ServedIndex
+from rag.config import Settings
+from rag.errors import RagError
+
+log = logging.getLogger(__name__)
+Loader = Callable[[ServiceState], None]
+
+
+def load_models_and_indexes(service: ServiceState) -> None:
+    """Load the embedder and generator once, then every served index with them."""
+    from rag.embeddings import load_embedder
+    from rag.generation import load_generator
+
+    embedder = load_embedder(service.settings)
+    generator = load_generator(service.settings)
+    for name in service.names:
+        service.served[name] = ServedIndex(service.settings, name, embedder, generator)
+
+
+def create_app(
+    settings: Settings,
+    names: list[str],
+    *,
+    loader: Loader = load_models_and_indexes,
+    background: bool = True,
+) -> FastAPI:
+    """`loader` fills the service state; in the background so /healthz answers at once."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    service = ServiceState(
+        settings=settings, names=names, queue=GenerationQueue(settings.max_queue)
+    )
+
+    def load() -> None:
+        try:
+            loader(service)
+            service.ready = True
+        except RagError as exc:
+            service.load_error = str(exc)
+            log.error("not ready: %s", exc)
+        except Exception as exc:  # keep the process up so /healthz and /readyz can say why
+            service.load_error = f"loading failed: {type(exc).__name__}"
+            log.exception("loading failed")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if background:
+            threading.Thread(target=load, name="rag-loader", daemon=True).start()
+        else:
+            load()
+        yield
+
+    app = FastAPI(
+        title="rag",
+        summary="Grounded, cited answers from your own documents.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    problems.install(app)
+    for router in (health.router, ask.router, chat.router, page.router):
+        app.include_router(router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

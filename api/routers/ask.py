@@ -1,0 +1,82 @@
+"""POST /ask (optionally streamed as Server-Sent Events) and POST /search."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import StreamingResponse
+
+from api.deps import ServiceState, require_api_key, state
+from api.schemas import AskRequest, AskResponse, Problem, SearchResponse
+from rag.errors import RagError
+
+router = APIRouter(tags=["ask"], dependencies=[Depends(require_api_key)])
+State = Annotated[ServiceState, Depends(state)]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem} for code in (401, 404, 413, 422, 503, 504)
+}
+
+
+@router.post("/ask", response_model=AskResponse, responses=ERRORS)
+def ask(body: AskRequest, service: State):
+    """Answer from the index with cited sources; `stream: true` gives Server-Sent Events."""
+    if body.stream:
+        return stream_answer(body, service)
+    pipeline = service.index(body.index).current()
+    with service.queue.slot():
+        answer = pipeline.ask(
+            body.question,
+            k=body.k,
+            mode=body.mode,
+            where=body.filter,
+            max_time=service.settings.generation_timeout,
+        )
+    return answer.as_dict()
+
+
+@router.post("/ask/stream", responses=ERRORS)
+def ask_stream(body: AskRequest, service: State) -> StreamingResponse:
+    """Server-Sent Events: `sources` first, then `token`s, then `answer` (or `error`)."""
+    return stream_answer(body, service)
+
+
+def stream_answer(body: AskRequest, service: ServiceState) -> StreamingResponse:
+    pipeline = service.index(body.index).current()
+    pipeline.check_question(body.question)
+    service.queue.acquire()  # 503 now, before the stream starts, when the queue is full
+
+    def events() -> Iterator[str]:
+        try:
+            for event in pipeline.stream(
+                body.question,
+                k=body.k,
+                mode=body.mode,
+                where=body.filter,
+                max_time=service.settings.generation_timeout,
+            ):
+                yield sse(event["event"], event["data"])
+        except RagError as exc:
+            yield sse("error", {"detail": str(exc)})
+        finally:
+            service.queue.release()
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+@router.post("/search", response_model=SearchResponse, responses=ERRORS)
+def search(body: AskRequest, service: State):
+    """Retrieval only: never waits for the generator."""
+    pipeline = service.index(body.index).current()
+    sources = pipeline.search(body.question, k=body.k, mode=body.mode, where=body.filter)
+    return {
+        "sources": [s.__dict__ for s in sources],
+        "index": pipeline.index.name,
+        "version": pipeline.index.version,
+    }

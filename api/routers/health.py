@@ -1,0 +1,54 @@
+"""Liveness, readiness and what is served."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from api.deps import ServiceState, require_api_key, state
+from api.schemas import IndexInfo
+
+router = APIRouter(tags=["health"])
+State = Annotated[ServiceState, Depends(state)]
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up (models may still be loading)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", dependencies=[Depends(require_api_key)])
+def readyz(service: State) -> JSONResponse:
+    """Models and indexes are loaded; 503 until then, or while an index cannot be loaded."""
+    if not service.ready:
+        detail = service.load_error or "loading models and indexes"
+        body = {"type": "about:blank", "title": "Not ready", "status": 503, "detail": detail}
+        return JSONResponse(body, 503, {"Retry-After": "5"}, "application/problem+json")
+    errors = {name: s.last_error for name, s in service.served.items() if s.last_error}
+    versions = {name: s.current().index.version for name, s in service.served.items()}
+    return JSONResponse({"status": "ready", "versions": versions, "errors": errors})
+
+
+@router.get("/indexes", dependencies=[Depends(require_api_key)])
+def indexes(service: State) -> list[IndexInfo]:
+    """The indexes this process serves, with their counts and models."""
+    out = []
+    for name in service.served:
+        pipeline = service.index(name).current()
+        manifest = pipeline.index.manifest
+        out.append(
+            IndexInfo(
+                name=name,
+                version=pipeline.index.version,
+                documents=manifest["counts"]["documents"],
+                chunks=manifest["counts"]["chunks"],
+                embedder=manifest["embedder"]["name"],
+                generator=pipeline.generator.name if pipeline.generator else None,
+                updated_at=manifest.get("updated_at"),
+                last_error=service.served[name].last_error,
+            )
+        )
+    return out

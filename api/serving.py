@@ -1,0 +1,97 @@
+"""What the service holds: indexes that swap to a rebuilt version, and the generation queue."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from rag.chain import Pipeline, open_pipeline
+from rag.config import Settings
+from rag.embeddings import Embedder
+from rag.errors import RagError
+from rag.generation import Generator
+from rag.store import CURRENT, index_dir
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(RagError):
+    """Too many generations waiting: the client should retry later (503)."""
+
+
+class ServedIndex:
+    """One index as served: reloads when `rag index` publishes a new version.
+
+    Requests already running keep the Pipeline they started with; the swap is a reference
+    assignment, so no request ever sees half of two versions. A version that fails to load
+    leaves the last good one in service and is reported by /readyz.
+    """
+
+    def __init__(
+        self, settings: Settings, name: str, embedder: Embedder, generator: Generator | None
+    ) -> None:
+        self.settings, self.name = settings, name
+        self.embedder, self.generator = embedder, generator
+        self.pointer: Path = index_dir(settings.index_root, name) / CURRENT
+        self.reload_lock = threading.Lock()
+        self.last_error: str | None = None
+        self.pipeline = open_pipeline(settings, name, embedder=embedder, generator=generator)
+
+    def live_version(self) -> str | None:
+        try:
+            return self.pointer.read_text().strip()
+        except OSError:
+            return None
+
+    def current(self) -> Pipeline:
+        """The pipeline for the newest loadable version."""
+        wanted = self.live_version()
+        if wanted and wanted != self.pipeline.index.version and wanted != self._failed_version:
+            with self.reload_lock:
+                if wanted != self.pipeline.index.version:
+                    self._reload(wanted)
+        return self.pipeline
+
+    _failed_version: str | None = None
+
+    def _reload(self, wanted: str) -> None:
+        try:
+            pipeline = open_pipeline(
+                self.settings, self.name, embedder=self.embedder, generator=self.generator
+            )
+        except RagError as exc:
+            self.last_error, self._failed_version = str(exc), wanted
+            log.error("keeping %s %s: %s", self.name, self.pipeline.index.version, exc)
+            return
+        self.pipeline, self.last_error, self._failed_version = pipeline, None, None
+        log.info("now serving %s %s", self.name, pipeline.index.version)
+
+
+class GenerationQueue:
+    """Admits one running generation plus `waiting` queued ones; beyond that, QueueFull."""
+
+    def __init__(self, waiting: int) -> None:
+        self.limit = waiting + 1
+        self.active = 0
+        self.lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+    def acquire(self) -> None:
+        with self.lock:
+            if self.active >= self.limit:
+                raise QueueFull(f"{self.active} questions are already being answered or waiting")
+            self.active += 1
+
+    def release(self) -> None:
+        with self.lock:
+            self.active -= 1
