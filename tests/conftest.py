@@ -30,7 +30,7 @@ class FakeEmbedder:
     """Deterministic bag-of-words vectors (hashed words), normalised like the real one."""
 
     name = "fake-bow"
-    dimension = 64
+    dimension = 1024  # wide enough that unrelated words rarely collide
     max_seq_length = 256
 
     def __init__(self) -> None:
