@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rag.chain import Pipeline, open_pipeline
@@ -95,3 +96,36 @@ class GenerationQueue:
     def release(self) -> None:
         with self.lock:
             self.active -= 1
+
+
+def detached_stream(
+    produce: Callable[[], Iterator[str]],
+    on_error: Callable[[Exception], str],
+    release: Callable[[], None],
+) -> Iterator[str]:
+    """Run `produce` in its own thread and relay what it yields.
+
+    The generation must finish, and its queue slot be released, even when the client goes
+    away mid-stream: a suspended generator would otherwise hold the slot and the model's
+    lock until it is garbage-collected, and every later request would time out.
+    """
+    items: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+
+    def work() -> None:
+        try:
+            for item in produce():
+                items.put(item)
+        except Exception as exc:  # reported to the client as an event, never as a trace
+            if not isinstance(exc, RagError):
+                log.exception("streaming failed")
+            items.put(on_error(exc))
+        finally:
+            release()
+            items.put(None)
+
+    def relay() -> Iterator[str]:
+        while (item := items.get()) is not None:
+            yield item
+
+    threading.Thread(target=work, name="rag-stream", daemon=True).start()  # now, not on first read
+    return relay()

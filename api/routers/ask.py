@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import ServiceState, require_api_key, state
 from api.schemas import AskRequest, AskResponse, Problem, SearchResponse
+from api.serving import detached_stream
 from rag.errors import RagError
 
 router = APIRouter(tags=["ask"], dependencies=[Depends(require_api_key)])
@@ -49,21 +50,21 @@ def stream_answer(body: AskRequest, service: ServiceState) -> StreamingResponse:
     service.queue.acquire()  # 503 now, before the stream starts, when the queue is full
 
     def events() -> Iterator[str]:
-        try:
-            for event in pipeline.stream(
-                body.question,
-                k=body.k,
-                mode=body.mode,
-                where=body.filter,
-                max_time=service.settings.generation_timeout,
-            ):
-                yield sse(event["event"], event["data"])
-        except RagError as exc:
-            yield sse("error", {"detail": str(exc)})
-        finally:
-            service.queue.release()
+        for event in pipeline.stream(
+            body.question,
+            k=body.k,
+            mode=body.mode,
+            where=body.filter,
+            max_time=service.settings.generation_timeout,
+        ):
+            yield sse(event["event"], event["data"])
 
-    return StreamingResponse(events(), media_type="text/event-stream")
+    def on_error(exc: Exception) -> str:
+        detail = str(exc) if isinstance(exc, RagError) else "the answer failed; see the log"
+        return sse("error", {"detail": detail})
+
+    stream = detached_stream(events, on_error, service.queue.release)
+    return StreamingResponse(stream, media_type="text/event-stream")
 
 
 def sse(event: str, data: Any) -> str:

@@ -18,6 +18,7 @@ from fastapi.responses import StreamingResponse
 from api.deps import ServiceState, require_api_key, state
 from api.routers.ask import ERRORS
 from api.schemas import ChatRequest
+from api.serving import detached_stream
 from rag.chain import Answer, Pipeline
 from rag.errors import InputError, RagError
 
@@ -55,9 +56,12 @@ def chat_completions(body: ChatRequest, service: State):
     model = body.model or pipeline.index.name
     if body.stream:
         service.queue.acquire()
-        return StreamingResponse(
-            stream_chunks(pipeline, question, model, body, service), media_type="text/event-stream"
+        chunks = detached_stream(
+            lambda: stream_chunks(pipeline, question, model, body, service),
+            lambda exc: "data: [DONE]\n\n",
+            service.queue.release,
         )
+        return StreamingResponse(chunks, media_type="text/event-stream")
     with service.queue.slot():
         answer: Answer = pipeline.ask(question, **options(body, service))
     data = answer.as_dict()
@@ -119,6 +123,4 @@ def stream_chunks(
         yield chunk({}, "stop")
     except RagError as exc:
         yield chunk({"content": f"\n\n[error: {exc}]"}, "stop")
-    finally:
-        service.queue.release()
     yield "data: [DONE]\n\n"

@@ -278,3 +278,21 @@ def test_broken_new_version_keeps_the_last_good_one(client: TestClient, setup, t
     assert response.status_code == 200 and response.json()["version"] == good
     ready = client.get("/readyz").json()
     assert "vectors.faiss" in ready["errors"]["tiny"]
+
+
+def test_abandoned_stream_frees_its_slot(client: TestClient) -> None:
+    """A client that goes away before reading the stream must not keep a queue slot.
+
+    (Found by schemathesis: slots leaked this way turned every later /ask into a 503.)
+    """
+    from api.routers.ask import stream_answer
+    from api.schemas import AskRequest
+
+    service = client.app.state.service
+    for _ in range(service.queue.limit):
+        stream_answer(AskRequest(**ASK), service)  # the response is never iterated
+    deadline = time.time() + 10
+    while service.queue.active and time.time() < deadline:
+        time.sleep(0.05)
+    assert service.queue.active == 0
+    assert client.post("/ask", json=ASK).status_code == 200
