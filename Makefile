@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 QUESTION ?= What does the nonlocal statement do?
 
-.PHONY: install corpus demo test lint unit integration retrieval-eval clean-indexes
+.PHONY: install browser corpus demo serve test lint unit retrieval-eval loadtest
 
 install: $(VENV)/.installed
 
@@ -33,8 +33,21 @@ lint: install
 unit: install
 	$(BIN)/pytest tests/unit
 
-test: lint
+# Debian's Chromium for the browser test (Playwright drives it; it downloads no browser).
+browser:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: lint browser
 	$(BIN)/pytest tests
+
+serve: install
+	$(BIN)/rag serve --index python-reference
+
+# Start `make serve` (or rag serve) in another shell first.
+loadtest: install
+	$(BIN)/python bench/loadtest.py --base http://127.0.0.1:8000 --requests 24 --clients 1,4,16
 
 retrieval-eval: install
 	$(BIN)/rag eval-retrieval ../shared/data/covidqa-dev --k 5

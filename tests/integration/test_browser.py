@@ -21,7 +21,11 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium", allow_module_level=True)
+    # `make test` installs it; CI sets RAG_REQUIRE_BROWSER so a missing browser fails loudly.
+    message = f"{CHROMIUM} is missing: apt-get install -y chromium (or `make browser`)"
+    if os.environ.get("RAG_REQUIRE_BROWSER"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message, allow_module_level=True)
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is missing: pip install 'playwright>=1.45,<2'"
 )
