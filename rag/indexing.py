@@ -178,6 +178,8 @@ def check_up_to_date(
     directory = index_dir(root, name)
     if not (directory / "CURRENT").is_file():
         return None
+    if any(p.name.startswith(".tmp-") for p in directory.iterdir()):
+        return None  # a killed build left files: the locked path below cleans them
     manifest = read_manifest(directory / (directory / "CURRENT").read_text().strip())
     chunking = {"chunk_size": settings.chunk_size, "chunk_overlap": settings.chunk_overlap}
     if manifest["embedder"]["name"] != resolve_embedder(settings.embedder)[0]:

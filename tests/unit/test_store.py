@@ -202,5 +202,8 @@ def test_up_to_date_check_needs_no_model(tiny_corpus: Path, tmp_path: Path, fake
     assert report.unchanged == 4 and not report.written
     other = same.model_copy(update={"embedder": "some/other-model"})
     assert check_up_to_date(load_corpus(tiny_corpus), root, "t", other) is None
+    (root / "t" / ".tmp-killed").mkdir()
+    assert check_up_to_date(load_corpus(tiny_corpus), root, "t", same) is None, "leftovers"
+    (root / "t" / ".tmp-killed").rmdir()
     (tiny_corpus / "beta.txt").write_text("edited\n")
     assert check_up_to_date(load_corpus(tiny_corpus), root, "t", same) is None
