@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 QUESTION ?= What does the nonlocal statement do?
 
-.PHONY: install browser corpus demo serve test lint unit retrieval-eval loadtest
+.PHONY: install browser corpus demo serve test lint unit eval retrieval-eval loadtest
 
 install: $(VENV)/.installed
 
@@ -48,6 +48,11 @@ serve: install
 # Start `make serve` (or rag serve) in another shell first.
 loadtest: install
 	$(BIN)/python bench/loadtest.py --base http://127.0.0.1:8000 --requests 24 --clients 1,4,16
+
+# The default comparison on a budget of about 15-20 minutes on 2 cores.
+eval: install
+	$(BIN)/rag eval --data ../shared/data/fictional-people --systems closed,rag,ft,ft+rag \
+	  --limit 80 --out reports/fp
 
 retrieval-eval: install
 	$(BIN)/rag eval-retrieval ../shared/data/covidqa-dev --k 5

@@ -256,6 +256,60 @@ def eval_retrieval_command(
         )
 
 
+@app.command("eval")
+@reports_errors
+def eval_command(
+    data: Annotated[
+        Path, typer.Option("--data", help="dataset folder (corpus/test[/train].jsonl)")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="folder for report.md, results.json, ...")],
+    systems: Annotated[str, typer.Option(help="comma-separated")] = "closed,rag,ft,ft+rag",
+    limit: Annotated[int | None, typer.Option(min=1, help="questions, stratified by kind")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    recipe: Annotated[str, typer.Option(help="sft (question/answer pairs) or cpt")] = "sft",
+    method: Annotated[str, typer.Option(help="lora or full")] = "lora",
+    epochs: Annotated[int, typer.Option(min=1)] = 3,
+    max_steps: Annotated[int | None, typer.Option(min=1)] = None,
+    retrain: Annotated[bool, typer.Option(help="ignore saved fine-tuned weights")] = False,
+) -> None:
+    """Compare closed-book, fine-tuned, retrieval and both, on the same questions."""
+    from rag.embeddings import load_embedder
+    from rag.evaluation.finetune import FineTuneConfig
+    from rag.evaluation.report import write_report
+    from rag.evaluation.run import run_evaluation
+    from rag.evaluation.systems import SYSTEMS
+    from rag.generation import load_generator
+
+    chosen = tuple(x.strip() for x in systems.split(",") if x.strip())
+    if not chosen or set(chosen) - set(SYSTEMS):
+        raise InputError(f"--systems takes a comma-separated subset of {', '.join(SYSTEMS)}")
+    if recipe not in ("sft", "cpt") or method not in ("lora", "full"):
+        raise InputError("--recipe is sft or cpt; --method is lora or full")
+    s = settings()
+    config = FineTuneConfig(
+        recipe=recipe,
+        method=method,
+        epochs=epochs,
+        max_steps=max_steps,
+        seed=seed,  # type: ignore[arg-type]
+    )
+    run = run_evaluation(
+        data,
+        out,
+        s,
+        load_embedder(s),
+        load_generator(s),
+        systems=chosen,
+        limit=limit,
+        seed=seed,
+        ft=config,
+        retrain=retrain,
+    )
+    for path in write_report(out, run):
+        typer.echo(f"wrote {path}")
+    typer.echo(run["results"]["paired"].get("verdict", ""))
+
+
 @app.command("serve")
 @reports_errors
 def serve_command(
