@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rag.chain import Source
 from rag.config import RetrievalMode
 
 
@@ -22,17 +23,6 @@ class AskRequest(BaseModel):
     stream: bool = False
 
 
-class SourceOut(BaseModel):
-    number: int
-    doc_id: str
-    title: str
-    chunk: int
-    score: float
-    similarity: float
-    text: str
-    cited: bool
-
-
 class Timings(BaseModel):
     retrieve_ms: float
     generate_ms: float
@@ -44,14 +34,14 @@ class AskResponse(BaseModel):
     answer: str
     abstained: bool
     reason: str | None
-    sources: list[SourceOut]
+    sources: list[Source]
     timings: Timings
     index: str
     version: str
 
 
 class SearchResponse(BaseModel):
-    sources: list[SourceOut]
+    sources: list[Source]
     index: str
     version: str
 

@@ -12,7 +12,7 @@ import random
 import shutil
 import statistics
 from collections import defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -168,21 +168,8 @@ def run_evaluation(
             predictions.append(asdict(p) | {"kind": q.kind, "slice": "held-out", "gold": q.answers})
         results["systems"][name]["_scores"] = [s for _, _, s in rows]
 
-    results["new_knowledge"] = new_knowledge(
-        documents,
-        held,
-        dataset,
-        held_questions,
-        settings,
-        embedder,
-        generator,
-        tuned,
-        ft,
-        work,
-        runners,
-        systems,
-        show_progress,
-    )
+    experiment = Experiment(dataset, documents, held, held_questions, settings, embedder, ft, work)
+    results["new_knowledge"] = new_knowledge(experiment, generator, tuned, "rag" in runners)
     results["paired"] = compare(results, "rag", "ft", seed)
     for name in results["systems"]:
         results["systems"][name].pop("_scores")
@@ -231,52 +218,52 @@ def summarize(rows, held_rows, k: int, seed: int) -> dict[str, Any]:
     return summary
 
 
+@dataclass(frozen=True)
+class Experiment:
+    """What the cost-of-new-knowledge step needs from the run that prepared it."""
+
+    dataset: Dataset
+    documents: list[Document]
+    held: set[str]
+    held_questions: list[Question]
+    settings: Settings
+    embedder: Embedder
+    ft: FineTuneConfig
+    work: Path
+
+
 def new_knowledge(
-    documents,
-    held,
-    dataset,
-    held_questions,
-    settings,
-    embedder,
-    generator,
-    tuned,
-    ft,
-    work,
-    runners,
-    systems,
-    show_progress,
+    e: Experiment, generator: Generator, tuned: Any, with_rag: bool
 ) -> dict[str, Any]:
     """Add the held-out documents, time what each system needs, and score it on them."""
     out: dict[str, Any] = {}
-    if not held_questions:
+    if not e.held_questions:
         return out
-    if "rag" in runners:
-        full = write_corpus(documents, work / "base" / "corpus.jsonl")
-        report = index_corpus(full, "eval", settings, embedder=embedder, show_progress=False)
-        runner = Retrieval(
-            "rag", Pipeline(load_index(settings.index_root, "eval"), embedder, generator, settings)
-        )
+    if with_rag:
+        full = write_corpus(e.documents, e.work / "base" / "corpus.jsonl")
+        report = index_corpus(full, "eval", e.settings, embedder=e.embedder, show_progress=False)
+        index = load_index(e.settings.index_root, "eval")
+        runner = Retrieval("rag", Pipeline(index, e.embedder, generator, e.settings))
         out["rag"] = {
             "seconds": report.seconds,
             "method": "incremental re-index",
             "new_documents": report.new,
-            **_accuracy(runner, held_questions),
+            **_accuracy(runner, e.held_questions),
         }
     if tuned is not None:
-        new_docs = [d for d in documents if d.id in held]
-        train = [q for q in dataset.train if q.doc_id in held]
-        examples = examples_for(ft.recipe, train, new_docs)
+        new_docs = [d for d in e.documents if d.id in e.held]
+        train = [q for q in e.dataset.train if q.doc_id in e.held]
+        examples = examples_for(e.ft.recipe, train, new_docs)
         model, result = fine_tune(
-            generator, examples, ft, work / "finetune-new", base=tuned, show_progress=show_progress
+            generator, examples, e.ft, e.work / "finetune-new", base=tuned, show_progress=False
         )
-        runner = ClosedBook(
-            "ft", Generator(model, generator.tokenizer, "ft+new", settings), settings.abstain_text
-        )
+        tuned_more = Generator(model, generator.tokenizer, "ft+new", e.settings)
+        runner = ClosedBook("ft", tuned_more, e.settings.abstain_text)
         out["ft"] = {
             "seconds": result.seconds,
             "method": "another fine-tuning run",
             "examples": result.examples,
-            **_accuracy(runner, held_questions),
+            **_accuracy(runner, e.held_questions),
         }
     return out
 
