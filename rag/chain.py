@@ -78,6 +78,19 @@ def make_sources(passages: list[Passage], cited: list[int]) -> list[Source]:
     ]
 
 
+def check_question(question: str, settings: Settings) -> str:
+    """The question, stripped; empty or over-long ones are refused before any model runs."""
+    question = question.strip()
+    if not question:
+        raise InputError("the question is empty")
+    if len(question) > settings.max_question_chars:
+        raise InputError(
+            f"the question has {len(question)} characters; the limit is "
+            f"{settings.max_question_chars} (RAG_MAX_QUESTION_CHARS)"
+        )
+    return question
+
+
 class Pipeline:
     """The loaded pieces (index, embedder, generator) and the chain that joins them."""
 
@@ -109,15 +122,7 @@ class Pipeline:
         )
 
     def check_question(self, question: str) -> str:
-        question = question.strip()
-        if not question:
-            raise InputError("the question is empty")
-        if len(question) > self.settings.max_question_chars:
-            raise InputError(
-                f"the question has {len(question)} characters; the limit is "
-                f"{self.settings.max_question_chars} (RAG_MAX_QUESTION_CHARS)"
-            )
-        return question
+        return check_question(question, self.settings)
 
     def chain(
         self,

@@ -141,16 +141,11 @@ def ask_command(
     as_json: JsonOption = False,
 ) -> None:
     """Answer a question from an index, citing the passages used."""
-    from rag.chain import open_pipeline
+    from rag.chain import check_question, open_pipeline
 
     s = settings()
     name = pick_index(index, s)
-    if not question.strip() or len(question) > s.max_question_chars:
-        raise InputError(
-            "the question is empty"
-            if not question.strip()
-            else f"the question is longer than {s.max_question_chars} characters"
-        )
+    check_question(question, s)  # before the slow model load
     if as_json:
         quiet_libraries()
     else:

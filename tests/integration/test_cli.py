@@ -67,7 +67,7 @@ def test_bad_files_are_skipped_and_counted(corpus: Path, env: dict[str, str]) ->
         (["index", "{corpus}", "--index", "../x"], "invalid index name"),
         (["ask", "hello?", "--index", "missing"], "no index named 'missing'"),
         (["ask", "   ", "--index", "s"], "question is empty"),
-        (["ask", "x" * 2001, "--index", "s"], "longer than 2000"),
+        (["ask", "x" * 2001, "--index", "s"], "the limit is 2000"),
         (["search", "hello", "--index", "s", "--mode", "fuzzy"], "fuzzy"),
     ],
 )
