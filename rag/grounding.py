@@ -35,9 +35,15 @@ def says_unknown(reply: str, abstain_text: str) -> bool:
     return abstain_text.lower().strip(" .") in reply.lower() or bool(ABSTAIN_PATTERNS.search(reply))
 
 
+POLARITY = frozenset({"yes", "no", "not", "true", "false", "correct", "incorrect"})
+
+
 def support(reply: str, passages: list[Passage]) -> float:
-    """Share of the reply's content words that occur in the passages (1.0 when it has none)."""
-    words = content_words(reply)
+    """Share of the reply's content words that occur in the passages (1.0 when it has none).
+
+    Yes/no words are verdicts about the passages, not facts to find in them.
+    """
+    words = content_words(reply) - POLARITY
     if not words:
         return 1.0
     found = set().union(*(content_words(p.text + " " + p.title) for p in passages))
