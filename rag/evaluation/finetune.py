@@ -103,7 +103,14 @@ def fine_tune(
         steps, loss = _train(model, generator.tokenizer, examples, config, show_progress)
         seconds = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)  # LoRA: the adapter only (a few MB)
+    if config.method == "lora":
+        model.save_pretrained(out, safe_serialization=True)  # the adapter only (a few MB)
+    else:
+        # save_pretrained refuses models loaded from GGUF; safetensors' save_model handles
+        # the tied embedding and output weights.
+        from safetensors.torch import save_model
+
+        save_model(model, str(out / "model.safetensors"))
     model = (model.merge_and_unload() if config.method == "lora" else model).eval()
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6
     result = FineTuneResult(
@@ -189,9 +196,11 @@ def _train(model, tokenizer, examples, config: FineTuneConfig, show_progress: bo
 def load_tuned(base, path: Path, config: FineTuneConfig):
     """Rebuild a saved fine-tuned model from safetensors (no pickle)."""
     if config.method == "full":
-        from transformers import AutoModelForCausalLM
+        from safetensors.torch import load_model
 
-        return AutoModelForCausalLM.from_pretrained(path).eval()
+        model = copy.deepcopy(base)
+        load_model(model, str(Path(path) / "model.safetensors"))
+        return model.eval()
     from peft import PeftModel
 
     return PeftModel.from_pretrained(copy.deepcopy(base), path).merge_and_unload().eval()

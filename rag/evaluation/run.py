@@ -261,7 +261,8 @@ def new_knowledge(
         runner = ClosedBook("ft", tuned_more, e.settings.abstain_text)
         out["ft"] = {
             "seconds": result.seconds,
-            "method": "another fine-tuning run",
+            "method": "another fine-tuning run"
+            + (" (time from its cached run)" if result.reused else ""),
             "examples": result.examples,
             **_accuracy(runner, e.held_questions),
         }
