@@ -39,6 +39,7 @@ class ServedIndex:
         self.pointer: Path = index_dir(settings.index_root, name) / CURRENT
         self.reload_lock = threading.Lock()
         self.last_error: str | None = None
+        self._failed_version: str | None = None  # not retried until CURRENT moves again
         self.pipeline = open_pipeline(settings, name, embedder=embedder, generator=generator)
 
     def live_version(self) -> str | None:
@@ -55,8 +56,6 @@ class ServedIndex:
                 if wanted != self.pipeline.index.version:
                     self._reload(wanted)
         return self.pipeline
-
-    _failed_version: str | None = None
 
     def _reload(self, wanted: str) -> None:
         try:
@@ -106,8 +105,8 @@ def detached_stream(
     """Run `produce` in its own thread and relay what it yields.
 
     The generation must finish, and its queue slot be released, even when the client goes
-    away mid-stream: a suspended generator would otherwise hold the slot and the model's
-    lock until it is garbage-collected, and every later request would time out.
+    away mid-stream: a suspended generator would otherwise hold the slot until it is
+    garbage-collected, and every later request would get 503.
     """
     items: queue.SimpleQueue[str | None] = queue.SimpleQueue()
 
