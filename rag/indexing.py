@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,7 +14,7 @@ from rag.chunking import Chunk, Chunker
 from rag.config import Settings
 from rag.documents import Corpus, Document, load_corpus
 from rag.embeddings import Embedder, load_embedder, resolve_embedder
-from rag.errors import InputError, RagError
+from rag.errors import CorruptIndexError, InputError, RagError
 from rag.progress import bar, progress
 from rag.store import (
     Index,
@@ -82,13 +84,29 @@ def sync_index(
             report = _apply(
                 corpus, directory, name, base, embedder, chunker, show_progress, started
             )
+        except (OSError, sqlite3.Error, RuntimeError) as exc:
+            if not _disk_full(exc):
+                raise
+            raise RagError(
+                f"no space left on device while writing index {name!r} in {directory}; "
+                "the previous version is intact and still in service. Free some space and run "
+                "`rag index` again"
+            ) from None
         finally:
             if base is not None:
                 base.close()
-        remove_leftovers(directory)  # the previous version, now that CURRENT moved on
+            remove_leftovers(directory)  # a failed build, or the version CURRENT moved on from
     report.rebuilt = base is None
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """ENOSPC as the OS, SQLite or FAISS (a RuntimeError quoting the OS error) reports it."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc).lower()
+    return "disk is full" in text or "no space left" in text
 
 
 def _check_compatible(base: Index, embedder: Embedder, chunker: Chunker) -> None:
@@ -178,9 +196,13 @@ def check_up_to_date(
     directory = index_dir(root, name)
     if not (directory / "CURRENT").is_file():
         return None
-    if any(p.name.startswith(".tmp-") for p in directory.iterdir()):
+    try:
+        live = (directory / "CURRENT").read_text().strip()
+        manifest = read_manifest(directory / live)
+    except (OSError, CorruptIndexError):
+        return None  # e.g. a writer just replaced that version: the locked path decides
+    if any(p.name not in {".lock", "CURRENT", live} for p in directory.iterdir()):
         return None  # a killed build left files: the locked path below cleans them
-    manifest = read_manifest(directory / (directory / "CURRENT").read_text().strip())
     chunking = {"chunk_size": settings.chunk_size, "chunk_overlap": settings.chunk_overlap}
     if manifest["embedder"]["name"] != resolve_embedder(settings.embedder)[0]:
         return None
