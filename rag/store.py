@@ -170,6 +170,13 @@ def load_index(root: Path, name: str) -> Index:
 
 def load_version(path: Path, name: str) -> Index:
     manifest = read_manifest(path)
+    if set(manifest["files"]) != {VECTORS, CHUNKS}:
+        raise CorruptIndexError(f"index manifest {path / MANIFEST} lists unexpected files")
+    for entry in path.iterdir():  # e.g. a planted pickle: nothing else belongs in a version
+        if entry.name not in (VECTORS, CHUNKS, MANIFEST):
+            raise CorruptIndexError(
+                f"unexpected file {entry} in index version {path.name}; remove it or rebuild"
+            )
     for filename, expected in manifest["files"].items():
         file = path / filename
         if not file.is_file():
