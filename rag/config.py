@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -64,6 +65,12 @@ class Settings(BaseSettings):
     max_queue: int = Field(4, ge=0, description="generations waiting beyond the running one")
     generation_timeout: float = Field(60.0, gt=0, description="seconds per request, then 504")
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Host headers answered (comma-separated); empty: any"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="browser origins allowed; empty: no CORS headers"
+    )
 
     @field_validator("chunk_overlap")
     @classmethod
@@ -71,6 +78,13 @@ class Settings(BaseSettings):
         size = info.data.get("chunk_size", 200)
         if value >= size:
             raise ValueError(f"chunk_overlap ({value}) must be smaller than chunk_size ({size})")
+        return value
+
+    @field_validator("allowed_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
     @model_validator(mode="after")
