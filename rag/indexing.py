@@ -27,6 +27,7 @@ from rag.store import (
     remove_leftovers,
     writer_lock,
 )
+from rag.vectorstores import FaissBackend, VectorBackend, make_backend, vectors_entry
 
 log = logging.getLogger(__name__)
 EMBED_BATCH = 256
@@ -71,19 +72,32 @@ def sync_index(
     *,
     rebuild: bool = False,
     show_progress: bool = True,
+    backend: VectorBackend | None = None,
 ) -> SyncReport:
-    """Make index `name` match the corpus: add new, re-embed changed, drop removed documents."""
+    """Make index `name` match the corpus: add new, re-embed changed, drop removed documents.
+
+    `backend` is where the vectors go: FAISS files by default (see `rag.vectorstores`).
+    """
     started = time.perf_counter()
     directory = index_dir(root, name)
+    backend = backend or FaissBackend()
     with writer_lock(directory):
         remove_leftovers(directory)
-        base = None if rebuild or not (directory / "CURRENT").exists() else load_index(root, name)
+        live = _live_vectors(directory)
+        if live is not None:
+            backend.prune(directory, live)  # what killed or superseded builds left behind
+        base = None
+        if not rebuild and (directory / "CURRENT").exists():
+            base = load_index(root, name, dsn=getattr(backend, "dsn", None))
         try:
             if base is not None:
-                _check_compatible(base, embedder, chunker)
+                _check_compatible(base, embedder, chunker, backend)
             report = _apply(
-                corpus, directory, name, base, embedder, chunker, show_progress, started
+                corpus, directory, name, base, embedder, chunker, show_progress, started, backend
             )
+            published = _live_vectors(directory)
+            if report.written and live is not None and published is not None:
+                backend.prune(directory, live + published)  # the previous one serves readers
         except (OSError, sqlite3.Error, RuntimeError) as exc:
             if not _disk_full(exc):
                 raise
@@ -109,8 +123,27 @@ def _disk_full(exc: BaseException) -> bool:
     return "disk is full" in text or "no space left" in text
 
 
-def _check_compatible(base: Index, embedder: Embedder, chunker: Chunker) -> None:
+def _live_vectors(directory: Path) -> list[dict[str, Any]] | None:
+    """The live version's vectors entry ([] when none); None when it cannot be read."""
+    if not (directory / "CURRENT").is_file():
+        return []
+    try:
+        live = (directory / "CURRENT").read_text().strip()
+        return [vectors_entry(read_manifest(directory / live))]
+    except (OSError, RagError):
+        return None
+
+
+def _check_compatible(
+    base: Index, embedder: Embedder, chunker: Chunker, backend: VectorBackend
+) -> None:
     base.check_embedder(embedder.name, embedder.dimension)
+    built_in = vectors_entry(base.manifest)["backend"]
+    if built_in != backend.name:
+        raise InputError(
+            f"index {base.name!r} keeps its vectors in {built_in}, settings now ask for "
+            f"{backend.name}; pass --rebuild to rebuild it there"
+        )
     built = base.manifest["chunking"]
     wanted = {"chunk_size": chunker.chunk_size, "chunk_overlap": chunker.chunk_overlap}
     if built != wanted:
@@ -129,6 +162,7 @@ def _apply(
     chunker: Chunker,
     show_progress: bool,
     started: float,
+    backend: VectorBackend,
 ) -> SyncReport:
     current = {doc.id: doc for doc in corpus.documents}
     new, changed, removed = diff_documents(base.manifest["documents"] if base else {}, current)
@@ -136,7 +170,7 @@ def _apply(
     if base is not None and not (new or changed or removed):
         return report
 
-    writer = VersionWriter(directory, base)
+    writer = VersionWriter(directory, base, backend)
     try:
         report.chunks_removed = writer.remove_documents([d.id for d in changed] + removed)
         todo = new + changed
@@ -207,6 +241,8 @@ def check_up_to_date(
     if manifest["embedder"]["name"] != resolve_embedder(settings.embedder)[0]:
         return None
     if manifest.get("chunking") != chunking:
+        return None
+    if vectors_entry(manifest)["backend"] != settings.vector_store:
         return None
     current = {doc.id: doc for doc in corpus.documents}
     new, changed, removed = diff_documents(manifest["documents"], current)
@@ -320,4 +356,10 @@ def index_corpus(
         make_chunker(embedder, settings),
         rebuild=rebuild,
         show_progress=show_progress,
+        backend=make_backend(
+            settings.vector_store,
+            exact_limit=settings.exact_limit,
+            nprobe=settings.nprobe,
+            dsn=settings.pg_dsn,
+        ),
     )

@@ -2,7 +2,8 @@
 
 Layout of `indexes/<name>/`:
     CURRENT              the name of the live version directory (replaced atomically)
-    v-<stamp>/           vectors.faiss, chunks.sqlite, manifest.json (checksums of the others)
+    v-<stamp>/           vectors.faiss, chunks.sqlite, manifest.json (checksums of the others);
+                         with the pgvector backend the vectors are a table named in the manifest
     .tmp-*/              a build in progress; removed by the next writer
     .lock                held by the one writer
 
@@ -26,7 +27,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from rag.chunking import Chunk
@@ -36,6 +36,14 @@ from rag.errors import (
     IndexLockedError,
     IndexNotFoundError,
     InputError,
+)
+from rag.vectorstores import (
+    FaissBackend,
+    VectorBackend,
+    VectorStore,
+    VectorWriter,
+    make_backend,
+    vectors_entry,
 )
 
 FORMAT_VERSION = 1
@@ -88,7 +96,9 @@ def sha256_file(path: Path) -> str:
 class Index:
     """A loaded, verified, read-only version of an index."""
 
-    def __init__(self, name: str, path: Path, manifest: dict[str, Any], vectors, db) -> None:
+    def __init__(
+        self, name: str, path: Path, manifest: dict[str, Any], vectors: VectorStore, db
+    ) -> None:
         self.name = name
         self.path = path
         self.manifest = manifest
@@ -101,7 +111,7 @@ class Index:
 
     @property
     def size(self) -> int:
-        return int(self.vectors.ntotal)
+        return self.vectors.size
 
     def check_embedder(self, name: str, dimension: int) -> None:
         """Refuse to mix vectors from two embedders: their spaces are unrelated."""
@@ -114,11 +124,8 @@ class Index:
             )
 
     def dense_search(self, query: np.ndarray, n: int) -> list[tuple[int, float]]:
-        """(chunk id, cosine) of the n nearest chunks."""
-        if self.size == 0:
-            return []
-        scores, ids = self.vectors.search(query.reshape(1, -1), min(n, self.size))
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        """(chunk id, cosine) of the n nearest chunks (approximate above the exact limit)."""
+        return self.vectors.search(query, n)
 
     def lexical_search(self, terms: list[str], n: int) -> list[tuple[int, float]]:
         """(chunk id, BM25 score, higher is better) for chunks matching any term."""
@@ -134,7 +141,7 @@ class Index:
 
     def similarity(self, query: np.ndarray, ids: list[int]) -> dict[int, float]:
         """Cosine of the query with stored vectors, for hits found by the lexical side."""
-        return {i: float(self.vectors.reconstruct(i) @ query) for i in ids}
+        return self.vectors.similarity(query, ids)
 
     def chunks(self, ids: list[int]) -> dict[int, Chunk]:
         """The stored chunks with these ids, keyed by id."""
@@ -145,10 +152,14 @@ class Index:
 
     def close(self) -> None:
         self.db.close()
+        self.vectors.close()
 
 
-def load_index(root: Path, name: str) -> Index:
-    """Load the live version of an index, verifying every file against the manifest."""
+def load_index(root: Path, name: str, *, dsn: str | None = None) -> Index:
+    """Load the live version of an index, verifying every file against the manifest.
+
+    `dsn` is the database of an index whose vectors live in pgvector; RAG_PG_DSN when None.
+    """
     directory = index_dir(root, name)
     if not (directory / CURRENT).is_file():
         existing = list_indexes(Path(root))
@@ -160,7 +171,7 @@ def load_index(root: Path, name: str) -> Index:
     for _attempt in range(3):
         version = (directory / CURRENT).read_text().strip()
         try:
-            return load_version(directory / version, name)
+            return load_version(directory / version, name, dsn=dsn)
         except CorruptIndexError:
             # A writer may have published and removed this version between our two reads.
             if (directory / CURRENT).read_text().strip() == version:
@@ -168,12 +179,25 @@ def load_index(root: Path, name: str) -> Index:
     raise CorruptIndexError(f"index {name!r} kept changing while loading; try again")
 
 
-def load_version(path: Path, name: str) -> Index:
+def open_vectors(path: Path, manifest: dict[str, Any], dsn: str | None = None) -> VectorStore:
+    """The vectors of a version, from the backend its manifest names."""
+    entry = vectors_entry(manifest)
+    if entry["backend"] == "faiss":
+        return FaissBackend().open(path, entry)
+    if entry["backend"] == "pgvector" and dsn is None:
+        from rag.config import Settings
+
+        dsn = Settings().pg_dsn
+    return make_backend(entry["backend"], dsn=dsn).open(path, entry)
+
+
+def load_version(path: Path, name: str, *, dsn: str | None = None) -> Index:
     manifest = read_manifest(path)
-    if set(manifest["files"]) != {VECTORS, CHUNKS}:
+    files = {CHUNKS} | ({VECTORS} if vectors_entry(manifest)["backend"] == "faiss" else set())
+    if set(manifest["files"]) != files:
         raise CorruptIndexError(f"index manifest {path / MANIFEST} lists unexpected files")
     for entry in path.iterdir():  # e.g. a planted pickle: nothing else belongs in a version
-        if entry.name not in (VECTORS, CHUNKS, MANIFEST):
+        if entry.name not in (*files, MANIFEST):
             raise CorruptIndexError(
                 f"unexpected file {entry} in index version {path.name}; remove it or rebuild"
             )
@@ -186,20 +210,20 @@ def load_version(path: Path, name: str) -> Index:
                 f"index file {file} does not match its checksum (truncated or altered); "
                 "rebuild the index with `rag index ... --rebuild`"
             )
-    try:
-        vectors = faiss.read_index(str(path / VECTORS))
-    except RuntimeError as exc:
-        raise CorruptIndexError(f"cannot read {path / VECTORS}: {exc}") from None
+    vectors = open_vectors(path, manifest, dsn)
     db = sqlite3.connect(f"file:{path / CHUNKS}?mode=ro", uri=True, check_same_thread=False)
     try:
         (count,) = db.execute("SELECT count(*) FROM chunks").fetchone()
     except sqlite3.DatabaseError as exc:
         db.close()
+        vectors.close()
         raise CorruptIndexError(f"cannot read {path / CHUNKS}: {exc}") from None
-    if count != vectors.ntotal or count != manifest["counts"]["chunks"]:
+    if count != vectors.size or count != manifest["counts"]["chunks"]:
         db.close()
+        vectors.close()
+        where = vectors_entry(manifest).get("table", path / VECTORS)
         raise CorruptIndexError(
-            f"{path / CHUNKS} holds {count} chunks but {path / VECTORS} holds {vectors.ntotal} "
+            f"{path / CHUNKS} holds {count} chunks but {where} holds {vectors.size} "
             "vectors; rebuild the index"
         )
     return Index(name, path, manifest, vectors, db)
@@ -260,21 +284,33 @@ def remove_leftovers(directory: Path) -> list[str]:
 class VersionWriter:
     """Builds a new version in a temporary directory and publishes it atomically."""
 
-    def __init__(self, directory: Path, base: Index | None) -> None:
+    def __init__(
+        self, directory: Path, base: Index | None, backend: VectorBackend | None = None
+    ) -> None:
         self.directory = directory
-        self.tmp = directory / f".tmp-{uuid.uuid4().hex[:12]}"
+        self.tag = uuid.uuid4().hex[:12]
+        self.tmp = directory / f".tmp-{self.tag}"
         self.tmp.mkdir()
+        self.base = base
+        self.backend = backend or FaissBackend()
         self.db = sqlite3.connect(self.tmp / CHUNKS)
+        self.vectors: VectorWriter | None = None
         if base is not None:
             base.db.backup(self.db)
-            self.vectors = faiss.clone_index(base.vectors)
+            self.ensure_vectors(int(base.manifest["embedder"]["dimension"]))
         else:
             self.db.executescript(SCHEMA)
-            self.vectors = None
 
     def ensure_vectors(self, dimension: int) -> None:
         if self.vectors is None:
-            self.vectors = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+            base = self.base
+            self.vectors = self.backend.writer(
+                self.directory,
+                self.tag,
+                vectors_entry(base.manifest) if base else None,
+                base.path if base else None,
+                dimension,
+            )
 
     def remove_documents(self, doc_ids: list[str]) -> int:
         """Drop every chunk of these documents from vectors, table and full-text index."""
@@ -285,7 +321,7 @@ class VersionWriter:
             rows = self.db.execute(f"SELECT id FROM chunks WHERE doc_id IN ({marks})", batch)
             ids.extend(r[0] for r in rows)
         if ids and self.vectors is not None:
-            self.vectors.remove_ids(np.array(ids, dtype=np.int64))
+            self.vectors.remove(np.array(ids, dtype=np.int64))
             self.db.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in ids])
             self.db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
         return len(ids)
@@ -297,7 +333,8 @@ class VersionWriter:
     def add_chunks(self, rows: list[tuple], vectors: np.ndarray) -> None:
         """rows: (id, doc_id, chunk_no, start, end, title, text), aligned with vectors."""
         self.ensure_vectors(vectors.shape[1])
-        self.vectors.add_with_ids(vectors, np.array([r[0] for r in rows], dtype=np.int64))
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        self.vectors.add(ids, vectors, [r[6] for r in rows])
         self.db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         self.db.executemany(
             "INSERT INTO chunks_fts (rowid, title, text) VALUES (?, ?, ?)",
@@ -311,12 +348,13 @@ class VersionWriter:
         """Write, fsync, rename, then point CURRENT at the new version. Returns its name."""
         self.db.commit()
         self.db.close()
-        faiss.write_index(self.vectors, str(self.tmp / VECTORS))
+        entry = self.vectors.save(self.tmp)
         version = f"v-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
-        manifest = dict(manifest, version=version, format_version=FORMAT_VERSION)
-        manifest["files"] = {f: sha256_file(self.tmp / f) for f in (VECTORS, CHUNKS)}
+        manifest = dict(manifest, version=version, format_version=FORMAT_VERSION, vectors=entry)
+        files = [f for f in (VECTORS, CHUNKS) if (self.tmp / f).is_file()]
+        manifest["files"] = {f: sha256_file(self.tmp / f) for f in files}
         (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        for name in (VECTORS, CHUNKS, MANIFEST):
+        for name in [*files, MANIFEST]:
             _fsync(self.tmp / name)
         _fsync(self.tmp)
         os.rename(self.tmp, self.directory / version)
@@ -331,6 +369,8 @@ class VersionWriter:
     def abandon(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self.db.close()
+        if self.vectors is not None:
+            self.vectors.abandon()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
