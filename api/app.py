@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
 
-from api import problems
+from api import problems, security
 from api.deps import ServiceState
 from api.limits import BodyLimit
 from api.routers import ask, chat, health, page
@@ -20,6 +20,7 @@ from rag.errors import RagError
 
 log = logging.getLogger(__name__)
 Loader = Callable[[ServiceState], None]
+OFFLINE = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
 def load_models_and_indexes(service: ServiceState) -> None:
@@ -41,7 +42,8 @@ def create_app(
     background: bool = True,
 ) -> FastAPI:
     """`loader` fills the service state; in the background so /healthz answers at once."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    for variable in OFFLINE:  # no model library may reach a hub at run time
+        os.environ[variable] = "1"
     service = ServiceState(
         settings=settings, names=names, queue=GenerationQueue(settings.max_queue)
     )
@@ -51,7 +53,7 @@ def create_app(
             loader(service)
             service.ready = True
         except RagError as exc:
-            service.load_error = str(exc)
+            service.load_error = problems.redact(str(exc))
             log.error("not ready: %s", exc)
         except Exception as exc:  # keep the process up so /healthz and /readyz can say why
             service.load_error = f"loading failed: {type(exc).__name__}"
@@ -76,4 +78,5 @@ def create_app(
     for router in (health.router, ask.router, chat.router, page.router):
         app.include_router(router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    security.install(app, settings.allowed_hosts, settings.cors_origins)
     return app

@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 PATH = re.compile(r"(/[\w.+-]+){2,}")
 
 
+def redact(text: str) -> str:
+    """Keep a file's name, drop its directories: those are for the operator's log."""
+    return PATH.sub(lambda match: match.group(0).rsplit("/", 1)[1], text)
+
+
 def problem(
     status: int,
     title: str,
@@ -58,7 +63,7 @@ def install(app: FastAPI) -> None:
     async def on_rag_error(request: Request, exc: RagError) -> JSONResponse:
         status, title = rag_error_status(exc)
         headers = {"Retry-After": "2"} if status == 503 else None
-        detail = PATH.sub("<path>", str(exc))  # file paths are for the operator's log
+        detail = redact(str(exc))
         if status >= 500:
             log.warning("%s %s: %s", request.method, request.url.path, exc)
         return problem(status, title, detail, headers=headers)
@@ -75,7 +80,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def on_http(request: Request, exc: HTTPException) -> JSONResponse:
         headers = getattr(exc, "headers", None)
-        return problem(exc.status_code, _title(exc.status_code), str(exc.detail), headers)
+        return problem(exc.status_code, _title(exc.status_code), redact(str(exc.detail)), headers)
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
 from api.deps import ServiceState, require_api_key, state
+from api.problems import redact
 from api.schemas import AskRequest, AskResponse, Problem, SearchResponse
 from api.serving import detached_stream
 from rag.errors import RagError
@@ -60,7 +61,7 @@ def stream_answer(body: AskRequest, service: ServiceState) -> StreamingResponse:
             yield sse(event["event"], event["data"])
 
     def on_error(exc: Exception) -> str:
-        detail = str(exc) if isinstance(exc, RagError) else "the answer failed; see the log"
+        detail = redact(str(exc)) if isinstance(exc, RagError) else "the answer failed; see the log"
         return sse("error", {"detail": detail})
 
     stream = detached_stream(events, on_error, service.queue.release)

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
 from api.deps import ServiceState, require_api_key, state
+from api.problems import redact
 from api.routers.ask import ERRORS
 from api.schemas import ChatRequest
 from api.serving import detached_stream
@@ -122,5 +123,5 @@ def stream_chunks(
                 yield chunk({"content": tail})
         yield chunk({}, "stop")
     except RagError as exc:
-        yield chunk({"content": f"\n\n[error: {exc}]"}, "stop")
+        yield chunk({"content": f"\n\n[error: {redact(str(exc))}]"}, "stop")
     yield "data: [DONE]\n\n"

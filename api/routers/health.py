@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from api.deps import ServiceState, require_api_key, state
+from api.problems import redact
 from api.schemas import IndexInfo
 
 router = APIRouter(tags=["health"])
@@ -27,7 +28,7 @@ def readyz(service: State) -> JSONResponse:
         detail = service.load_error or "loading models and indexes"
         body = {"type": "about:blank", "title": "Not ready", "status": 503, "detail": detail}
         return JSONResponse(body, 503, {"Retry-After": "5"}, "application/problem+json")
-    errors = {name: s.last_error for name, s in service.served.items() if s.last_error}
+    errors = {name: redact(s.last_error) for name, s in service.served.items() if s.last_error}
     versions = {name: s.current().index.version for name, s in service.served.items()}
     return JSONResponse({"status": "ready", "versions": versions, "errors": errors})
 
@@ -48,7 +49,7 @@ def indexes(service: State) -> list[IndexInfo]:
                 embedder=manifest["embedder"]["name"],
                 generator=pipeline.generator.name if pipeline.generator else None,
                 updated_at=manifest.get("updated_at"),
-                last_error=service.served[name].last_error,
+                last_error=redact(service.served[name].last_error or "") or None,
             )
         )
     return out
