@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -12,6 +13,18 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "corpora" / "sample"
+NO_NETWORK = REPO / "tests" / "no_network"
+
+
+def pytest_configure(config) -> None:
+    """No test reaches the network: outbound sockets are refused here and in subprocesses."""
+    if os.environ.get("RAG_TEST_ALLOW_NETWORK") == "1":
+        return
+    from tests.no_network.sitecustomize import install
+
+    install()
+    paths = [str(NO_NETWORK), *filter(None, [os.environ.get("PYTHONPATH")])]
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
 
 
 class FakeTokenizer:
