@@ -6,13 +6,18 @@ crash loop, the load-while-reindexing run and the fuzzers longer than CI does.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
+import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from rag.documents import load_corpus
@@ -112,3 +117,88 @@ def rng(request) -> random.Random:
     seed = int(os.environ.get("RAG_RELIABILITY_SEED", random.randrange(10**6)))
     print(f"{request.node.name}: RAG_RELIABILITY_SEED={seed}")
     return random.Random(seed)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process, in KiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1))
+
+
+class Server:
+    def __init__(self, base: str, process: subprocess.Popen, log: Path) -> None:
+        self.base, self.process, self.log = base, process, log
+
+    @property
+    def rss_kib(self) -> int:
+        return rss_kib(self.process.pid)
+
+
+@contextlib.contextmanager
+def serving(command: list[str], env: dict[str, str], log: Path, wait: float = 300):
+    """Start a server on a free loopback port, wait until /readyz is 200, stop it after."""
+    port = free_port()
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)],
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + wait
+            while True:
+                assert process.poll() is None, log.read_text()[-3000:]
+                assert time.time() < deadline, "not ready in time"
+                try:
+                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.3)
+            yield Server(base, process, log)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+TINY = {
+    "alpha.md": "# Alpha\n\nThe alpha reactor runs at 451 kelvin every night.\n",
+    "beta.txt": "Beta station keeps seventeen goats named after planets.\n",
+    "gamma.txt": "Gamma tower is painted ultramarine since 1987.\n",
+}
+
+
+@pytest.fixture(scope="module")
+def fake_server(tmp_path_factory):
+    """The real app under uvicorn with fake models (tests/reliability/fake_server.py)."""
+    from rag.indexing import sync_index
+
+    from ..conftest import FakeEmbedder
+    from ..unit.test_store import chunker
+
+    base = tmp_path_factory.mktemp("fake-server")
+    (base / "corpus").mkdir()
+    for name, text in TINY.items():
+        (base / "corpus" / name).write_text(text)
+    embedder = FakeEmbedder()
+    corpus = load_corpus(base / "corpus")
+    sync_index(corpus, base / "indexes", "tiny", embedder, chunker(embedder), show_progress=False)
+    env = {
+        "RAG_INDEX_ROOT": str(base / "indexes"),
+        "RAG_MAX_QUEUE": "2",
+        "RAG_GENERATION_TIMEOUT": "1.5",
+        "RAG_TEST_PEAK_FILE": str(base / "peak"),
+    }
+    command = [sys.executable, "-m", "tests.reliability.fake_server", "--index", "tiny"]
+    with serving(command, env, base / "server.log", wait=120) as server:
+        server.peak_file = base / "peak"
+        yield server
