@@ -113,7 +113,12 @@ def _corpus_files(root: Path, skipped: Skips) -> Iterator[tuple[Path, str]]:
             continue
         if path.suffix.lower() not in SUFFIXES or rel.upper() == "SOURCE.MD":
             continue
-        real = path.resolve()
+        try:
+            real = path.resolve()
+        except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+            log.warning("skipped %s: a link that never resolves", rel)
+            skipped.append((rel, "a link that never resolves (loop)"))
+            continue
         if not real.is_relative_to(root):
             log.warning("skipped %s: links outside the corpus root", rel)
             skipped.append((rel, "links outside the corpus root"))
