@@ -1,4 +1,8 @@
-"""Real models, loaded once per test session (the generator takes ~15-30 s to dequantize)."""
+"""Real models, loaded once per test session (the generator takes ~15-30 s to dequantize).
+
+Indexes are built and searched once per vector store backend (`index_settings`): FAISS, and
+PostgreSQL + pgvector on a server these fixtures start (pgserver ships one with pgvector).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 
 import pytest
 
@@ -51,6 +57,52 @@ def settings(tmp_path_factory) -> Settings:
     return Settings(index_root=tmp_path_factory.mktemp("indexes"))
 
 
+BACKENDS = ["faiss", "pgvector"]
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    """A PostgreSQL server with pgvector for this session, deleted afterwards.
+
+    Run as root, pgserver creates a system user `pgserver` and runs postgres as it.
+    """
+    try:
+        import pgserver
+    except ImportError:
+        pytest.skip("pgserver is not installed: pip install -e '.[test]'")
+    server = pgserver.get_server(tempfile.mkdtemp(prefix="rag-pg-"), cleanup_mode="delete")
+    try:
+        server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def index_settings(backend: str, settings: Settings, request, tmp_path_factory) -> Settings:
+    """Settings for building and loading indexes on one vector store backend."""
+    if backend == "faiss":
+        return settings
+    return settings.model_copy(
+        update={
+            "index_root": tmp_path_factory.mktemp("indexes-pgvector"),
+            "vector_store": "pgvector",
+            "pg_dsn": request.getfixturevalue("pg_dsn"),
+        }
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment a `rag` subprocess needs to see the same indexes."""
+    env = {"RAG_INDEX_ROOT": str(settings.index_root), "RAG_VECTOR_STORE": settings.vector_store}
+    return env | ({"RAG_PG_DSN": settings.pg_dsn} if settings.pg_dsn else {})
+
+
 @pytest.fixture(scope="session")
 def embedder(settings: Settings) -> Embedder:
     return load_embedder(settings)
@@ -62,13 +114,16 @@ def generator(settings: Settings) -> Generator:
 
 
 @pytest.fixture(scope="session")
-def sample_index(settings: Settings, embedder: Embedder, tmp_path_factory) -> str:
+def sample_index(index_settings: Settings, embedder: Embedder, tmp_path_factory) -> str:
     corpus = tmp_path_factory.mktemp("corpus") / "sample"
     shutil.copytree(SAMPLE, corpus)
-    index_corpus(corpus, "sample", settings, embedder=embedder, show_progress=False)
+    index_corpus(corpus, "sample", index_settings, embedder=embedder, show_progress=False)
     return "sample"
 
 
 @pytest.fixture(scope="session")
-def pipeline(settings, embedder, generator, sample_index) -> Pipeline:
-    return Pipeline(load_index(settings.index_root, sample_index), embedder, generator, settings)
+def pipeline(index_settings, embedder, generator, sample_index) -> Pipeline:
+    s = index_settings
+    index = load_index(s.index_root, sample_index, dsn=s.pg_dsn)
+    yield Pipeline(index, embedder, generator, s)
+    index.close()

@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 
 from ..conftest import SAMPLE
-from .conftest import run_rag
+from .conftest import run_rag, settings_env
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return {"RAG_INDEX_ROOT": str(tmp_path / "indexes")}
+def env(tmp_path: Path, index_settings) -> dict[str, str]:
+    """A fresh index root, on each vector store backend."""
+    return settings_env(index_settings) | {"RAG_INDEX_ROOT": str(tmp_path / "indexes")}
 
 
 @pytest.fixture

@@ -17,13 +17,13 @@ from rag.retrieval import retrieve
 from rag.store import load_index
 
 from ..conftest import REPO, SAMPLE
-from .conftest import sample_questions
+from .conftest import sample_questions, settings_env
 
 pytestmark = pytest.mark.slow
 
 
 def results(settings, embedder, name: str) -> dict[str, list[tuple]]:
-    index = load_index(settings.index_root, name)
+    index = load_index(settings.index_root, name, dsn=settings.pg_dsn)
     try:
         out = {}
         for question, _, _ in sample_questions():
@@ -34,7 +34,8 @@ def results(settings, embedder, name: str) -> dict[str, list[tuple]]:
         index.close()
 
 
-def test_incremental_equals_full_rebuild(settings, embedder, tmp_path: Path) -> None:
+def test_incremental_equals_full_rebuild(index_settings, embedder, tmp_path: Path) -> None:
+    settings = index_settings
     corpus = Path(shutil.copytree(SAMPLE, tmp_path / "sample"))
     index_corpus(corpus, "inc", settings, embedder=embedder, show_progress=False)
     handbook = corpus / "handbook.md"
@@ -57,7 +58,10 @@ def big_corpus(root: Path, documents: int = 400) -> Path:
     return root
 
 
-def test_killed_build_leaves_previous_index_loadable(settings, embedder, tmp_path: Path) -> None:
+def test_killed_build_leaves_previous_index_loadable(
+    index_settings, embedder, tmp_path: Path
+) -> None:
+    settings = index_settings
     corpus = big_corpus(tmp_path / "big")
     keep = sorted(corpus.iterdir())[:3]
     small = tmp_path / "small"
@@ -65,12 +69,12 @@ def test_killed_build_leaves_previous_index_loadable(settings, embedder, tmp_pat
     for file in keep:
         shutil.copy(file, small / file.name)
     index_corpus(small, "crash", settings, embedder=embedder, show_progress=False)
-    before = load_index(settings.index_root, "crash")
+    before = load_index(settings.index_root, "crash", dsn=settings.pg_dsn)
     old_version, old_size = before.version, before.size
     before.close()
 
     directory = Path(settings.index_root) / "crash"
-    env = {**os.environ, "RAG_INDEX_ROOT": str(settings.index_root)}
+    env = {**os.environ, **settings_env(settings)}
     process = subprocess.Popen(
         [sys.executable, "-m", "rag.cli", "index", str(corpus), "--index", "crash", "--json"],
         cwd=REPO,
@@ -87,7 +91,7 @@ def test_killed_build_leaves_previous_index_loadable(settings, embedder, tmp_pat
     process.send_signal(signal.SIGKILL)
     process.wait()
 
-    after = load_index(settings.index_root, "crash")
+    after = load_index(settings.index_root, "crash", dsn=settings.pg_dsn)
     assert (after.version, after.size) == (old_version, old_size)
     after.close()
     assert any(p.name.startswith(".tmp-") for p in directory.iterdir()), "killed mid-write"
