@@ -15,6 +15,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from rag.config import RetrievalMode, Settings
 from rag.embeddings import Embedder
 from rag.errors import InputError
+from rag.focus import focus_passages
 from rag.generation import Generator, TransformersChatModel
 from rag.grounding import cited_numbers, says_unknown, support, tidy_reply
 from rag.prompt import PROMPT, format_passages
@@ -196,10 +197,18 @@ class Pipeline:
         start = time.perf_counter()
         if max((p.similarity for p in passages), default=0.0) < s.min_score:
             return state | {"messages": None, "prompt_ms": 0.0}
+        shown = focus_passages(
+            state["question"],
+            passages,
+            self.embedder,
+            s.focus_sentences,
+            s.focus_window,
+            s.focus_lexical_weight,
+        )
         messages = PROMPT.invoke(
             {
                 "abstain_text": s.abstain_text,
-                "passages": format_passages(passages),
+                "passages": format_passages(shown),
                 "question": state["question"],
             }
         )
@@ -215,7 +224,7 @@ class Pipeline:
         elif says_unknown(reply, s.abstain_text) or not reply.strip():
             reason = "the model found no answer in the passages"
         else:
-            backing = support(reply, passages)
+            backing = support(reply, passages, state["question"])
             if backing < s.min_support:
                 reason = f"only {backing:.0%} of the answer's words occur in the passages"
         abstained = reason is not None

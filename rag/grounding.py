@@ -36,14 +36,17 @@ def says_unknown(reply: str, abstain_text: str) -> bool:
 
 
 POLARITY = frozenset({"yes", "no", "not", "true", "false", "correct", "incorrect"})
+# How small models frame a reply ("The answer to this question is: ..."): no claim in them.
+FRAMING = frozenset({"answer", "question", "passage", "passages", "text", "according"})
 
 
-def support(reply: str, passages: list[Passage]) -> float:
-    """Share of the reply's content words that occur in the passages (1.0 when it has none).
+def support(reply: str, passages: list[Passage], question: str = "") -> float:
+    """Share of the reply's content words found in the passages or the question (1.0 if none).
 
-    Yes/no words are verdicts about the passages, not facts to find in them.
+    Yes/no verdicts, framing words and words restating the question make no claim of their own;
+    what is left (names, numbers, facts) must come from the passages.
     """
-    words = content_words(reply) - POLARITY
+    words = content_words(reply) - POLARITY - FRAMING - content_words(question)
     if not words:
         return 1.0
     found = set().union(*(content_words(p.text + " " + p.title) for p in passages))

@@ -5,6 +5,8 @@ SmolLM2-class models answer far better with the context before the question in t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from langchain_core.prompts import ChatPromptTemplate
 
 from rag.retrieval import Passage
@@ -21,10 +23,13 @@ USER = "Passages:\n\n{passages}\n\nQuestion: {question}"
 PROMPT = ChatPromptTemplate.from_messages([("system", SYSTEM), ("human", USER)])
 
 
-def format_passages(passages: list[Passage]) -> str:
-    """Each passage numbered and fenced, so text inside cannot pose as the question."""
+def format_passages(numbered: Sequence[tuple[int, Passage]]) -> str:
+    """Each passage under its source number and fenced, so text inside cannot pose as the question.
+
+    The numbers are the sources' numbers, kept when sentence selection leaves some passages out.
+    """
     blocks = []
-    for number, passage in enumerate(passages, start=1):
+    for number, passage in numbered:
         text = passage.text.replace("<<<", "< < <").replace(">>>", "> > >")
         blocks.append(f"[{number}] {passage.title}\n<<<\n{text}\n>>>")
     return "\n\n".join(blocks)

@@ -35,6 +35,15 @@ def test_support_counts_answer_words_found_in_passages() -> None:
     assert support("No, the cat is named Rex.", found) == pytest.approx(2 / 3)
 
 
+def test_support_ignores_framing_and_the_question_restated() -> None:
+    found = [passage("Biscuit weighs 149 pounds.")]
+    question = "What is the weight of Biscuit in pounds?"
+    assert support("The answer to this question is: 149.", found, question) == 1.0
+    assert support("The weight of Biscuit is 149 pounds.", found, question) == 1.0
+    assert support("The weight of Biscuit is 176 pounds.", found, question) == 0.0
+    assert support("The weight of Biscuit is 176 pounds.", found) == pytest.approx(2 / 4)
+
+
 @pytest.mark.parametrize(
     ("reply", "unknown"),
     [
@@ -63,6 +72,6 @@ def test_tidy_reply_unwraps_and_drops_repeats() -> None:
 
 
 def test_passages_are_numbered_and_fenced() -> None:
-    text = format_passages([passage("one >>> fake end"), passage("two")])
+    text = format_passages([(1, passage("one >>> fake end")), (2, passage("two"))])
     assert text.startswith("[1] T\n<<<\none > > > fake end\n>>>")
     assert "\n\n[2] T\n<<<\ntwo\n>>>" in text

@@ -1,0 +1,83 @@
+"""Sentence selection: show the model the passages' own sentences that best match the question.
+
+A 135M model copies a fact well from one sentence and loses it among twenty: measured on
+fictional-people `rephrased`, whole passages gave 14/30 correct, the single best sentence 30/30.
+Sources and citations still refer to the whole retrieved passages.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from itertools import pairwise
+from typing import Protocol
+
+import numpy as np
+
+from rag.retrieval import Passage, query_terms
+
+SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
+GAP = " … "
+
+
+class Encoder(Protocol):
+    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray: ...
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences (or blank-line separated blocks), whitespace-trimmed, empty ones dropped."""
+    return [part.strip() for part in SENTENCE_BREAK.split(text) if part and part.strip()]
+
+
+def score_sentences(
+    question: str, sentences: list[str], encoder: Encoder, lexical_weight: float
+) -> np.ndarray:
+    """Cosine to the question plus a bonus for sharing its words.
+
+    The lexical share tells apart sentences that differ only in a name ("Sufa lives in X" vs
+    "Suxa lives in Y"), which the embedder, seeing unknown names as subwords, barely does.
+    """
+    vectors = encoder.encode([question, *sentences])
+    scores = vectors[1:] @ vectors[0]
+    terms = set(query_terms(question))
+    if lexical_weight and terms:
+        shared = [len(terms & set(query_terms(s))) / len(terms) for s in sentences]
+        scores = scores + lexical_weight * np.asarray(shared, dtype=scores.dtype)
+    return scores
+
+
+def focus_passages(
+    question: str,
+    passages: list[Passage],
+    encoder: Encoder,
+    sentences: int,
+    window: int = 0,
+    lexical_weight: float = 0.5,
+) -> list[tuple[int, Passage]]:
+    """(passage number from 1, passage cut down to its selected sentences), in passage order.
+
+    The best `sentences` sentences across all passages are kept, each with `window`
+    neighbours on either side; `sentences` = 0 keeps every passage whole.
+    """
+    numbered = list(enumerate(passages, start=1))
+    if sentences <= 0 or not passages:
+        return numbered
+    split = [(n, i, s) for n, p in numbered for i, s in enumerate(split_sentences(p.text))]
+    if not split:
+        return numbered
+    scores = score_sentences(question, [s for _, _, s in split], encoder, lexical_weight)
+    keep: dict[int, set[int]] = {}
+    for position in np.argsort(-scores, kind="stable")[:sentences]:
+        number, index, _ = split[position]
+        keep.setdefault(number, set()).update(range(index - window, index + window + 1))
+    focused = []
+    for number, passage in numbered:
+        if number not in keep:
+            continue
+        parts = split_sentences(passage.text)
+        chosen = sorted(i for i in keep[number] if 0 <= i < len(parts))
+        text = parts[chosen[0]]
+        for before, index in pairwise(chosen):
+            text += (" " if index == before + 1 else GAP) + parts[index]
+        focused.append((number, replace(passage, text=text)))
+    return focused
