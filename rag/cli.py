@@ -255,7 +255,7 @@ def eval_retrieval_command(
 @reports_errors
 def eval_command(
     data: Annotated[
-        Path, typer.Option("--data", help="dataset folder (corpus/test[/train].jsonl)")
+        Path, typer.Option("--data", help="folder: corpus.jsonl, test.jsonl, train.jsonl if any")
     ],
     out: Annotated[Path, typer.Option("--out", help="folder for report.md, results.json, ...")],
     systems: Annotated[str, typer.Option(help="comma-separated")] = "closed,rag,ft,ft+rag",
