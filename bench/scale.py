@@ -369,7 +369,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 def run(quick: bool = False) -> dict[str, Any]:
     """Measure every size; print each figure with its ratio; return them as a JSON-able dict."""
     sizes = QUICK_SIZES if quick else SIZES
-    real = real_sample(chunks=300 if quick else 3000, questions=80 if quick else 240)
+    real = real_sample(chunks=150 if quick else 3000, questions=60 if quick else 240)
     measured, warm = real["question_vectors"][:-20], real["question_vectors"][-20:]
     anchors = real["vectors"]
     synth = Synthesizer(anchors)

@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     vector_store: Literal["faiss", "pgvector"] = "faiss"
     pg_dsn: str | None = Field(None, description="libpq URI of the pgvector database")
     exact_limit: int = Field(100_000, ge=1, description="chunks from which FAISS uses IVF")
-    nprobe: int = Field(64, ge=1, description="IVF lists searched per query")
+    nprobe: int = Field(48, ge=1, description="IVF lists searched per query")
 
     embedder: str = PACKAGED_EMBEDDER
     embed_batch_size: int = Field(64, ge=1)
