@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -66,11 +67,13 @@ def pg_dsn() -> Iterator[str]:
 
     Run as root, pgserver creates a system user `pgserver` and runs postgres as it.
     """
-    try:
-        import pgserver
-    except ImportError:
-        pytest.skip("pgserver is not installed: pip install -e '.[test]'")
-    server = pgserver.get_server(tempfile.mkdtemp(prefix="rag-pg-"), cleanup_mode="delete")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")  # it uses /tmp instead
+        try:
+            import pgserver
+        except ImportError:
+            pytest.skip("pgserver is not installed: pip install -e '.[test]'")
+        server = pgserver.get_server(tempfile.mkdtemp(prefix="rag-pg-"), cleanup_mode="delete")
     try:
         server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
         yield server.get_uri()
