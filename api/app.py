@@ -77,6 +77,23 @@ def create_app(
     problems.install(app)
     for router in (health.router, ask.router, chat.router, page.router):
         app.include_router(router)
+    if settings.api_key is None:
+        app.openapi = without_security(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     security.install(app, settings.allowed_hosts, settings.cors_origins)
     return app
+
+
+def without_security(app: FastAPI) -> Callable[[], dict]:
+    """The OpenAPI schema without auth requirements, for a service started without a key."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        schema = generate()
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                operation.pop("security", None)
+        schema.get("components", {}).pop("securitySchemes", None)
+        return schema
+
+    return openapi

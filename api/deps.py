@@ -53,10 +53,18 @@ def require_api_key(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     header_key: Annotated[str | None, Depends(key_header)],
 ) -> None:
-    """When RAG_API_KEY is set, require it as a Bearer token or X-API-Key (constant time)."""
+    """When RAG_API_KEY is set, require it as a Bearer token or X-API-Key (constant time).
+
+    Every credential presented must be the key: a right X-API-Key beside a wrong Bearer token
+    is refused, so no proxy or client mix-up can pass a wrong credential through.
+    """
     expected = request.app.state.service.settings.api_key
     if expected is None:
         return
-    given = header_key or (credentials.credentials if credentials else "")
-    if not secrets.compare_digest(given.encode(), expected.get_secret_value().encode()):
+    key = expected.get_secret_value().encode()
+    authorization = request.headers.get("authorization")  # any scheme counts, not only Bearer
+    bearer_key = credentials.credentials if credentials else authorization
+    given = [c for c in (header_key, bearer_key) if c is not None]
+    matches = [secrets.compare_digest(c.encode(), key) for c in given or [""]]
+    if not all(matches):
         raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})

@@ -2,25 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from http import HTTPStatus
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from rag.chain import Source
 from rag.config import RetrievalMode
 
 
+def _json_number(value: Any) -> Any:
+    """JSON numbers only: pydantic's lax mode would also take "4" or true for 4."""
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+# Strictly typed JSON, as the OpenAPI schema says ("stream": 0 is not a boolean), yet 2.0 is
+# an integer there as in JSON Schema.
+Flag = Annotated[bool, Field(strict=True)]
+Integer = Annotated[int, BeforeValidator(_json_number)]
+
+
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(min_length=1, max_length=2000, examples=["What is the station cat?"])
-    k: int = Field(4, ge=1, le=20)
+    question: str = Field(
+        min_length=1, max_length=2000, pattern=r"\S", examples=["What is the station cat?"]
+    )
+    k: Integer = Field(4, ge=1, le=20)
     index: str | None = Field(None, max_length=64, description="defaults to the first served")
     mode: RetrievalMode | None = None
-    filter: dict[str, str] | None = Field(
+    filter: dict[Literal["doc_id", "title"], str] | None = Field(
         None, description="keep passages whose metadata equals these values (doc_id, title)"
     )
-    stream: bool = False
+    stream: Flag = False
 
 
 class Timings(BaseModel):
@@ -59,17 +75,35 @@ class IndexInfo(BaseModel):
 
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str = Field(max_length=8000)
+    content: str = Field(max_length=2000)
 
 
 class ChatRequest(BaseModel):
     """The subset of OpenAI's chat completions request that this service honours."""
 
     model: str | None = None
-    messages: list[ChatMessage] = Field(min_length=1, max_length=64)
-    max_tokens: int | None = Field(None, ge=1, le=512)
-    temperature: float | None = Field(None, ge=0, le=2)
-    stream: bool = False
+    messages: list[ChatMessage] = Field(
+        min_length=1,
+        max_length=64,
+        description="the last user message with text is the question",
+        json_schema_extra={
+            "contains": {
+                "type": "object",
+                "properties": {"role": {"const": "user"}, "content": {"pattern": r"\S"}},
+                "required": ["role", "content"],
+            }
+        },
+    )
+    max_tokens: Annotated[int, Field(ge=1, le=512), BeforeValidator(_json_number)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2), BeforeValidator(_json_number)] | None = None
+    stream: Flag = False
+
+    @field_validator("messages")
+    @classmethod
+    def _has_a_question(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
+        if not any(m.role == "user" and m.content.strip() for m in messages):
+            raise ValueError("messages hold no user message with content")
+        return messages
 
 
 class Problem(BaseModel):
@@ -80,3 +114,25 @@ class Problem(BaseModel):
     status: int
     detail: str
     errors: list[dict[str, str]] | None = None
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for error statuses, served as application/problem+json."""
+    schema = Problem.model_json_schema()
+    return {
+        code: {
+            "description": HTTPStatus(code).phrase,
+            "content": {"application/problem+json": {"schema": schema}},
+        }
+        for code in codes
+    }
+
+
+SSE_EVENT = {  # one Server-Sent Event: its name and its data (JSON text, or [DONE])
+    "type": "object",
+    "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
+    "required": ["data"],
+}
+EVENT_STREAM: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}}
+}

@@ -11,18 +11,26 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import ServiceState, require_api_key, state
 from api.problems import redact
-from api.schemas import AskRequest, AskResponse, Problem, SearchResponse
+from api.schemas import (
+    EVENT_STREAM,
+    AskRequest,
+    AskResponse,
+    SearchResponse,
+    problem_responses,
+)
 from api.serving import detached_stream
 from rag.errors import RagError
 
 router = APIRouter(tags=["ask"], dependencies=[Depends(require_api_key)])
 State = Annotated[ServiceState, Depends(state)]
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem} for code in (401, 404, 413, 422, 503, 504)
-}
+ERRORS = problem_responses(400, 401, 404, 413, 422, 503, 504)  # 400: a body that is not text
 
 
-@router.post("/ask", response_model=AskResponse, responses=ERRORS)
+class EventStream(StreamingResponse):
+    media_type = "text/event-stream"
+
+
+@router.post("/ask", response_model=AskResponse, responses=ERRORS | EVENT_STREAM)
 def ask(body: AskRequest, service: State):
     """Answer from the index with cited sources; `stream: true` gives Server-Sent Events."""
     if body.stream:
@@ -39,7 +47,7 @@ def ask(body: AskRequest, service: State):
     return answer.as_dict()
 
 
-@router.post("/ask/stream", responses=ERRORS)
+@router.post("/ask/stream", response_class=EventStream, responses=ERRORS | EVENT_STREAM)
 def ask_stream(body: AskRequest, service: State) -> StreamingResponse:
     """Server-Sent Events: `sources` first, then `token`s, then `answer` (or `error`)."""
     return stream_answer(body, service)
@@ -65,7 +73,7 @@ def stream_answer(body: AskRequest, service: ServiceState) -> StreamingResponse:
         return sse("error", {"detail": detail})
 
     stream = detached_stream(events, on_error, service.queue.release)
-    return StreamingResponse(stream, media_type="text/event-stream")
+    return EventStream(stream)
 
 
 def sse(event: str, data: Any) -> str:

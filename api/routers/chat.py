@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from api.deps import ServiceState, require_api_key, state
 from api.problems import redact
 from api.routers.ask import ERRORS
-from api.schemas import ChatRequest
+from api.schemas import EVENT_STREAM, ChatRequest
 from api.serving import detached_stream
 from rag.chain import Answer, Pipeline
 from rag.errors import InputError, RagError
@@ -49,7 +49,7 @@ def options(body: ChatRequest, service: ServiceState) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/chat/completions", responses=ERRORS)
+@router.post("/v1/chat/completions", responses=ERRORS | EVENT_STREAM)
 def chat_completions(body: ChatRequest, service: State):
     """OpenAI chat completion (or chunk stream), answered by the retrieval chain."""
     pipeline = service.index(None).current()
@@ -75,6 +75,7 @@ def chat_completions(body: ChatRequest, service: State):
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
+        "system_fingerprint": pipeline.index.version,  # the index version that answered
         "choices": [
             {
                 "index": 0,
@@ -104,6 +105,7 @@ def stream_chunks(
             "object": "chat.completion.chunk",
             "created": created,
             "model": model,
+            "system_fingerprint": pipeline.index.version,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         }
         return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"

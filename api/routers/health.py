@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import ServiceState, require_api_key, state
 from api.problems import redact
-from api.schemas import IndexInfo
+from api.schemas import IndexInfo, problem_responses
 
 router = APIRouter(tags=["health"])
 State = Annotated[ServiceState, Depends(state)]
@@ -21,7 +21,9 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", dependencies=[Depends(require_api_key)])
+@router.get(
+    "/readyz", dependencies=[Depends(require_api_key)], responses=problem_responses(401, 503)
+)
 def readyz(service: State) -> JSONResponse:
     """Models and indexes are loaded; 503 until then, or while an index cannot be loaded."""
     if not service.ready:
@@ -33,7 +35,9 @@ def readyz(service: State) -> JSONResponse:
     return JSONResponse({"status": "ready", "versions": versions, "errors": errors})
 
 
-@router.get("/indexes", dependencies=[Depends(require_api_key)])
+@router.get(
+    "/indexes", dependencies=[Depends(require_api_key)], responses=problem_responses(401, 503)
+)
 def indexes(service: State) -> list[IndexInfo]:
     """The indexes this process serves, with their counts and models."""
     out = []

@@ -159,7 +159,8 @@ def serving(command: list[str], env: dict[str, str], log: Path, wait: float = 30
                 assert process.poll() is None, log.read_text()[-3000:]
                 assert time.time() < deadline, "not ready in time"
                 try:
-                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    key = {"x-api-key": env["RAG_API_KEY"]} if "RAG_API_KEY" in env else {}
+                    if httpx.get(f"{base}/readyz", headers=key, timeout=2).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
@@ -177,16 +178,15 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="module")
-def fake_server(tmp_path_factory):
+@contextlib.contextmanager
+def fake_server_at(base: Path, **env: str):
     """The real app under uvicorn with fake models (tests/reliability/fake_server.py)."""
     from rag.indexing import sync_index
 
     from ..conftest import FakeEmbedder
     from ..unit.test_store import chunker
 
-    base = tmp_path_factory.mktemp("fake-server")
-    (base / "corpus").mkdir()
+    (base / "corpus").mkdir(parents=True)
     for name, text in TINY.items():
         (base / "corpus" / name).write_text(text)
     embedder = FakeEmbedder()
@@ -197,8 +197,15 @@ def fake_server(tmp_path_factory):
         "RAG_MAX_QUEUE": "2",
         "RAG_GENERATION_TIMEOUT": "1.5",
         "RAG_TEST_PEAK_FILE": str(base / "peak"),
+        **env,
     }
     command = [sys.executable, "-m", "tests.reliability.fake_server", "--index", "tiny"]
     with serving(command, env, base / "server.log", wait=120) as server:
         server.peak_file = base / "peak"
+        yield server
+
+
+@pytest.fixture(scope="module")
+def fake_server(tmp_path_factory):
+    with fake_server_at(tmp_path_factory.mktemp("fake-server")) as server:
         yield server

@@ -88,7 +88,10 @@ def test_api_key_is_compared_in_constant_time(setup, monkeypatch) -> None:  # no
             response = client.post("/ask", json=ASK, headers={"x-api-key": given})
             assert response.status_code == 401 and KEY not in response.text
         assert client.post("/ask", json=ASK, headers={"x-api-key": KEY}).status_code == 200
-    assert len(calls) == 4, "every comparison, whatever the length, goes through compare_digest"
+        for other in ("Bearer wrong", "Basic Zm9vOmJhcg=="):  # a wrong second credential
+            both = {"x-api-key": KEY, "authorization": other}
+            assert client.post("/ask", json=ASK, headers=both).status_code == 401, other
+    assert len(calls) == 8, "every comparison, whatever the length, goes through compare_digest"
     assert all(expected == KEY.encode() for _, expected in calls)
 
 
