@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 import pickle
 import sqlite3
 import subprocess
@@ -24,7 +25,7 @@ from rag.errors import CorruptIndexError
 from rag.indexing import sync_index
 from rag.store import CURRENT, load_index
 
-from ..conftest import REPO
+from ..conftest import REPO, SAMPLE
 from ..unit.test_api import ASK, FakeGenerator, make_client, setup  # noqa: F401
 from ..unit.test_store import chunker
 
@@ -182,3 +183,19 @@ def test_no_code_path_can_unpickle() -> None:
                 if keywords.get("allow_pickle") == "True":
                     offences.append(f"{path.relative_to(REPO)}:{node.lineno} allow_pickle")
     assert offences == []
+
+
+@pytest.mark.slow
+def test_indexing_and_answering_with_the_real_models_never_unpickle(tmp_path: Path) -> None:
+    """The real CLI with pickle and torch.load disabled: index, then ask, both succeed."""
+    env = {**os.environ, "RAG_INDEX_ROOT": str(tmp_path / "indexes"), "RAG_DEBUG": "1"}
+    guarded = [sys.executable, "-m", "tests.reliability.no_pickle"]
+    for args in (
+        ["index", str(SAMPLE), "--index", "sample", "--json"],
+        ["ask", "What is the name of the station cat?", "--index", "sample", "--json"],
+    ):
+        run = subprocess.run(
+            [*guarded, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+    assert "Biscuit Admiral" in json.loads(run.stdout)["answer"]
