@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 QUESTION ?= What does the nonlocal statement do?
 
-.PHONY: install browser corpus demo serve test lint unit eval retrieval-eval loadtest
+.PHONY: install browser corpus demo serve test lint unit eval retrieval-eval loadtest reliability
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,12 @@ lint: install
 
 unit: install
 	$(BIN)/pytest tests/unit
+
+# The promises of docs/reliability.md with four times CI's budgets: 200 SIGKILLs, 12
+# re-indexings under load, 600 cases per fuzzer, 4,000 mixed requests. CI runs budget 1.
+RELIABILITY_BUDGET ?= 4
+reliability: install
+	RAG_RELIABILITY_BUDGET=$(RELIABILITY_BUDGET) $(BIN)/pytest tests/reliability -s
 
 # Debian's Chromium for the browser test (Playwright drives it; it downloads no browser).
 browser:
