@@ -166,6 +166,7 @@ def build_index(
     return {
         "chosen": entry["kind"],
         "factory": entry["factory"],
+        "path": str(path),
         "build_s": round(done - started, 1),
         "rows_and_fts_s": round(rows_done - started, 1),
         "publish_s": round(done - rows_done, 1),
@@ -194,21 +195,28 @@ def other_kind(work: Path, chosen: str, vectors: np.ndarray) -> dict[str, Any]:
 
 
 def measure(args: dict[str, Any]) -> dict[str, Any]:
-    """In a fresh process: load, warm up on other questions, then time the measured ones."""
-    started = time.perf_counter()
+    """In a fresh process: load, warm up on other questions, then time the measured ones.
+
+    FAISS runs single-threaded here: with OpenMP on two busy cores, one exact search took 2-4x
+    longer than on one thread (IVF searches of one query do not fork), and a server answering
+    concurrent requests has no spare core to give one search anyway.
+    """
+    import faiss
+
+    from rag.retrieval import retrieve
+    from rag.store import load_index
+    from rag.vectorstores import FaissBackend
+
+    faiss.omp_set_num_threads(1)
     queries = np.load(args["queries"])
     texts = json.loads(Path(args["texts"]).read_text())
     warm = np.load(args["warm"])
     memory_before = memory()
+    started = time.perf_counter()
     if args["what"] == "index":
-        from rag.retrieval import retrieve
-        from rag.store import load_index
-
         index = load_index(Path(args["root"]), "scale")
         search = index.dense_search
     else:
-        from rag.vectorstores import FaissBackend
-
         index = FaissBackend().open(Path(args["path"]), {})
         search = index.search
     load_s = time.perf_counter() - started
@@ -228,6 +236,15 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
         "hits": hits,
     }
     if args["what"] == "index":
+        from rag.retrieval import query_terms
+
+        lexical_ms = []
+        for text in texts:
+            t = time.perf_counter()
+            index.lexical_search(query_terms(text), 50)
+            lexical_ms.append((time.perf_counter() - t) * 1000)
+        out |= {"lexical_p50_ms": percentile(lexical_ms, 50)}
+        out |= {"lexical_p95_ms": percentile(lexical_ms, 95)}
         by_text = dict(zip(texts, queries, strict=True))
 
         class GivenVectors:  # the question's vector was computed once, outside the timing
@@ -291,11 +308,12 @@ def one_size(
     del vectors
     served = in_child({"what": "index", "root": str(work / "indexes"), **files})
     alone = in_child({"what": "vectors", "path": other["path"], **files})
-    exact, ivf = (served, alone) if built["chosen"] == "exact" else (alone, served)
+    chosen = in_child({"what": "vectors", "path": built["path"], **files})
+    exact, ivf = (chosen, alone) if built["chosen"] == "exact" else (alone, chosen)
     row = {
         "chunks": n,
         "generate_s": round(generate_s, 1),
-        **{k: v for k, v in built.items()},
+        **{k: v for k, v in built.items() if k != "path"},
         "other_kind_build_s": other["build_s"],
         "ivf_factory": other["factory"] if built["chosen"] == "exact" else built["factory"],
         "served": {k: v for k, v in served.items() if k != "hits"},
@@ -322,9 +340,10 @@ def report(row: dict[str, Any]) -> None:
     )
     mem = s["memory_mb"]["served"]
     print(
-        f"{'':>17}served ({row['chosen']}): load {s['load_s']} s, hybrid retrieval p50/p95 "
-        f"{s['hybrid_p50_ms']}/{s['hybrid_p95_ms']} ms, RSS {mem['rss']} MB "
-        f"(anon {mem['anon']}, file-backed {mem['file']}, peak {mem['peak']})"
+        f"{'':>17}served ({row['chosen']}): load {s['load_s']} s, dense search p50 "
+        f"{s['dense_p50_ms']} ms, BM25 p50/p95 {s['lexical_p50_ms']}/{s['lexical_p95_ms']} ms, "
+        f"hybrid retrieval p50/p95 {s['hybrid_p50_ms']}/{s['hybrid_p95_ms']} ms, "
+        f"RSS {mem['rss']} MB (anon {mem['anon']}, file-backed {mem['file']}, peak {mem['peak']})"
     )
 
 
@@ -345,7 +364,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             sizes,
             [r[kind]["memory_mb"]["served"]["rss"] for r in rows],
             style,
-            label=f"{kind} vectors only",
+            label=f"{kind}: vectors alone",
         )
     right.plot(
         sizes,
@@ -422,7 +441,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     )
     load = os.getloadavg()[0]
     print(f"load average {load:.1f} on {os.cpu_count()} cores during the run (shared machine)")
-    png = REPO / "bench" / "scale.png"
+    png = REPO / "bench" / "results-scale.png"
     plot(rows, png)
     return {
         "sizes": rows,
