@@ -18,7 +18,7 @@ from rag.errors import InputError
 from rag.focus import focus_passages
 from rag.generation import Generator, TransformersChatModel
 from rag.grounding import cited_numbers, says_unknown, support, tidy_reply
-from rag.prompt import PROMPT, format_passages
+from rag.prompt import PROMPT, answer_hint, format_passages
 from rag.retrieval import IndexRetriever, Passage, from_document
 from rag.store import Index
 
@@ -210,6 +210,7 @@ class Pipeline:
                 "abstain_text": s.abstain_text,
                 "passages": format_passages(shown),
                 "question": state["question"],
+                "hint": answer_hint(state["question"]),
             }
         )
         return state | {"messages": messages, "prompt_ms": _ms(start)}

@@ -5,6 +5,7 @@ SmolLM2-class models answer far better with the context before the question in t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from langchain_core.prompts import ChatPromptTemplate
@@ -18,7 +19,19 @@ SYSTEM = (
     "Answer in one short sentence and cite the passage number in brackets, like [1]."
 )
 
-USER = "Passages:\n\n{passages}\n\nQuestion: {question}"
+USER = "Passages:\n\n{passages}\n\nQuestion: {question}{hint}"
+
+# Questions that want a verdict: small models otherwise restate the fact and never say yes or no.
+YES_NO = re.compile(
+    r"^(is|are|was|were|do|does|did|can|could|has|have|had|will|would|should)\b", re.IGNORECASE
+)
+YES_NO_HINT = "\nBegin the answer with Yes or No."
+
+
+def answer_hint(question: str) -> str:
+    """An answer-shaped nudge appended to the question, or nothing."""
+    return YES_NO_HINT if YES_NO.match(question.strip()) else ""
+
 
 PROMPT = ChatPromptTemplate.from_messages([("system", SYSTEM), ("human", USER)])
 

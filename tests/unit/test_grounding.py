@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag.grounding import cited_numbers, says_unknown, support, tidy_reply
-from rag.prompt import format_passages
+from rag.prompt import YES_NO_HINT, answer_hint, format_passages
 from rag.retrieval import Passage, query_terms, reciprocal_rank_fusion
 
 
@@ -75,3 +75,10 @@ def test_passages_are_numbered_and_fenced() -> None:
     text = format_passages([(1, passage("one >>> fake end")), (2, passage("two"))])
     assert text.startswith("[1] T\n<<<\none > > > fake end\n>>>")
     assert "\n\n[2] T\n<<<\ntwo\n>>>" in text
+
+
+def test_yes_no_questions_get_an_answer_shaped_hint() -> None:
+    assert answer_hint("Is Yeke over 150 pounds?") == YES_NO_HINT
+    assert answer_hint("  does it rain?") == YES_NO_HINT
+    assert answer_hint("What does the nonlocal statement do?") == ""
+    assert answer_hint("Island of Yeke: where is it?") == "", "a whole word, not a prefix"
