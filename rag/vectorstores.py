@@ -252,7 +252,12 @@ def make_backend(
     if name == "faiss":
         return FaissBackend(exact_limit=exact_limit, nprobe=nprobe)
     if name == "pgvector":
-        from rag.pgvector import PgvectorBackend
-
+        try:
+            from rag.pgvector import PgvectorBackend
+        except ImportError as exc:
+            raise InputError(
+                f"the pgvector vector store needs its extra ({exc.name} is missing): "
+                "pip install -e '.[pgvector]'"
+            ) from None
         return PgvectorBackend(dsn)
     raise InputError(f"unknown vector store {name!r}: use faiss or pgvector")
