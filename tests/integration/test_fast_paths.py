@@ -1,0 +1,43 @@
+"""The opt-in speed-ups against the exact paths: OpenVINO embeddings and batched generation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag.embeddings import load_embedder
+
+pytestmark = pytest.mark.slow
+
+TEXTS = [
+    "What is the name of the station cat?",
+    "The station cat is a grey tabby named Biscuit Admiral. " * 12,  # near the 256-token limit
+    "Coronavirus transmission rose during winter.",
+    "x",
+]
+
+
+def test_openvino_vectors_match_the_exact_ones(settings, embedder, tmp_path):
+    pytest.importorskip("openvino")
+    fast_settings = settings.model_copy(
+        update={"embed_backend": "openvino", "cache_dir": tmp_path / "cache"}
+    )
+    fast = load_embedder(fast_settings)
+    assert list((tmp_path / "cache").glob("embedder-*/model.xml"))  # converted once, kept
+    exact, got = embedder.encode(TEXTS), fast.encode(TEXTS)
+    assert got.shape == exact.shape and got.dtype == np.float32
+    assert np.abs(got - exact).max() < 1e-4
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    again = load_embedder(fast_settings)  # from the cache this time
+    assert np.abs(again.encode(TEXTS[:1]) - exact[:1]).max() < 1e-4
+
+
+def test_batched_generation_answers_each_chat(generator):
+    chats = [
+        [{"role": "user", "content": "What is the capital of France? Answer in one word."}],
+        [{"role": "user", "content": "Name one primary colour."}],
+    ]
+    replies = generator.generate_batch(chats, max_new_tokens=12)
+    assert len(replies) == 2
+    assert "paris" in replies[0].lower()
+    assert replies[0] == generator.generate(chats[0], max_new_tokens=12)
