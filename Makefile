@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 QUESTION ?= What does the nonlocal statement do?
 
-.PHONY: install browser corpus demo serve test lint unit eval retrieval-eval loadtest reliability
+.PHONY: install browser corpus demo serve test lint unit eval retrieval-eval loadtest bench reliability
 
 install: $(VENV)/.installed
 
@@ -50,6 +50,12 @@ test: lint browser
 
 serve: install
 	$(BIN)/rag serve --index python-reference
+
+# Indexing, incremental update, scale, answering and start-up, side by side: prints every figure
+# with its ratio, writes bench/results.json and PNGs. QUICK=1 for a smoke run.
+bench: corpus
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m bench.run $(if $(QUICK),--quick)
 
 # Start `make serve` (or rag serve) in another shell first.
 loadtest: install
