@@ -18,15 +18,36 @@ from rag.retrieval import Passage, query_terms
 
 SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
 GAP = " … "
+WORD = re.compile(r"\w+")
+MIN_WORDS = 4
 
 
 class Encoder(Protocol):
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray: ...
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences (or blank-line separated blocks), whitespace-trimmed, empty ones dropped."""
-    return [part.strip() for part in SENTENCE_BREAK.split(text) if part and part.strip()]
+def split_sentences(text: str, min_words: int = MIN_WORDS) -> list[str]:
+    """Sentences (or blank-line separated blocks), whitespace-trimmed, empty ones dropped.
+
+    A fragment under `min_words` words (a heading, "See also:") joins the next sentence: alone
+    it matches the question's topic closely and tells the model nothing.
+    """
+    parts = [part.strip() for part in SENTENCE_BREAK.split(text) if part and part.strip()]
+    merged: list[str] = []
+    pending = ""
+    for part in parts:
+        part = f"{pending}\n{part}" if pending else part
+        if len(WORD.findall(part)) < min_words:
+            pending = part
+        else:
+            merged.append(part)
+            pending = ""
+    if pending:
+        if merged:
+            merged[-1] = f"{merged[-1]}\n{pending}"
+        else:
+            merged.append(pending)
+    return merged
 
 
 def score_sentences(

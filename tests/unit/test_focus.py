@@ -18,14 +18,22 @@ PEOPLE = [
 
 
 def test_split_sentences_on_ends_and_blank_lines() -> None:
-    text = "First one. Second one?\n\nA block\nwith a wrapped line\n\nLast!"
+    text = "The first one is here. Is this the second one?\n\nA block\nwith a wrapped line\n\nLast!"
     assert split_sentences(text) == [
-        "First one.",
-        "Second one?",
-        "A block\nwith a wrapped line",
-        "Last!",
-    ]
+        "The first one is here.",
+        "Is this the second one?",
+        "A block\nwith a wrapped line\nLast!",
+    ], "a fragment at the end joins the sentence before it"
     assert split_sentences("  \n\n ") == []
+
+
+def test_headings_join_the_sentence_they_introduce() -> None:
+    text = "# The pass statement\n\nIt does nothing at all. See also:\n\nPEP 8 on style."
+    assert split_sentences(text) == [
+        "# The pass statement\nIt does nothing at all.",
+        "See also:\nPEP 8 on style.",
+    ]
+    assert split_sentences("Hi.") == ["Hi."], "a lone fragment is kept"
 
 
 def test_the_best_sentence_is_chosen_under_its_source_number() -> None:
