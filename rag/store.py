@@ -218,12 +218,13 @@ def load_version(path: Path, name: str, *, dsn: str | None = None) -> Index:
         db.close()
         vectors.close()
         raise CorruptIndexError(f"cannot read {path / CHUNKS}: {exc}") from None
-    if count != vectors.size or count != manifest["counts"]["chunks"]:
+    size = vectors.size  # before close(), which lets go of the vectors
+    if count != size or count != manifest["counts"]["chunks"]:
         db.close()
         vectors.close()
         where = vectors_entry(manifest).get("table", path / VECTORS)
         raise CorruptIndexError(
-            f"{path / CHUNKS} holds {count} chunks but {where} holds {vectors.size} "
+            f"{path / CHUNKS} holds {count} chunks but {where} holds {size} "
             "vectors; rebuild the index"
         )
     return Index(name, path, manifest, vectors, db)
