@@ -17,7 +17,13 @@ from rag.embeddings import Embedder
 from rag.errors import InputError
 from rag.focus import focus_passages
 from rag.generation import Generator, TransformersChatModel
-from rag.grounding import cited_numbers, says_unknown, support, tidy_reply
+from rag.grounding import (
+    cited_numbers,
+    says_unknown,
+    support,
+    tidy_reply,
+    unmentioned_names,
+)
 from rag.prompt import PROMPT, answer_hint, format_passages
 from rag.retrieval import IndexRetriever, Passage, from_document
 from rag.store import Index
@@ -196,7 +202,12 @@ class Pipeline:
         s, passages = self.settings, state["passages"]
         start = time.perf_counter()
         if max((p.similarity for p in passages), default=0.0) < s.min_score:
-            return state | {"messages": None, "prompt_ms": 0.0}
+            reason = "no passage scored above min_score" if passages else "the index is empty"
+            return state | {"messages": None, "prompt_ms": 0.0, "skipped": reason}
+        missing = unmentioned_names(state["question"], passages) if s.check_names else []
+        if missing:
+            reason = f"no passage mentions {', '.join(missing)}"
+            return state | {"messages": None, "prompt_ms": 0.0, "skipped": reason}
         shown = focus_passages(
             state["question"],
             passages,
@@ -221,7 +232,7 @@ class Pipeline:
         reply = None if reply is None else tidy_reply(reply)
         reason, backing = None, None
         if reply is None:
-            reason = "no passage scored above min_score" if passages else "the index is empty"
+            reason = state["skipped"]
         elif says_unknown(reply, s.abstain_text) or not reply.strip():
             reason = "the model found no answer in the passages"
         else:

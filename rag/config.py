@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     min_support: float = Field(0.5, ge=0, le=1, description="share of answer words in passages")
     abstain_text: str = "I don't know."
     # Sentence selection before generation (rag/focus.py); 0 shows the model whole passages.
+    check_names: bool = Field(True, description="abstain when no passage names what is asked")
     focus_sentences: int = Field(1, ge=0, description="best-matching sentences shown to the model")
     focus_window: int = Field(0, ge=0, description="neighbouring sentences kept around each")
     focus_lexical_weight: float = Field(0.5, ge=0, description="bonus for sharing question words")

@@ -53,6 +53,32 @@ def support(reply: str, passages: list[Passage], question: str = "") -> float:
     return len(words & found) / len(words)
 
 
+NAME = re.compile(r"\b[A-Z][\w-]*[A-Za-z0-9]")
+
+
+def names_in(question: str) -> list[str]:
+    """Capitalised words after the first one: the names and acronyms a question is about."""
+    words = NAME.findall(question)
+    first = re.match(r"\W*(\w+)", question)
+    if words and first and words[0] == first.group(1):
+        words = words[1:]
+    return [w for w in dict.fromkeys(words) if len(w) > 2]
+
+
+def unmentioned_names(question: str, passages: list[Passage]) -> list[str]:
+    """Names in the question that no passage mentions (a prefix match either way counts).
+
+    When the passages never name who or what is asked about, any answer is about someone else.
+    """
+    seen = set().union(*(re.findall(r"\w+", (p.title + " " + p.text).lower()) for p in passages))
+    missing = []
+    for name in names_in(question):
+        first = re.findall(r"\w+", name.lower())[0]
+        if not any(w.startswith(first) or (len(w) > 3 and first.startswith(w)) for w in seen):
+            missing.append(name)
+    return missing
+
+
 def cited_numbers(reply: str, passages: list[Passage]) -> list[int]:
     """Passage numbers (from 1) the reply cites; without markers, the passage it overlaps most."""
     numbers = sorted({int(n) for n in CITATION.findall(reply) if 1 <= int(n) <= len(passages)})

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from rag.grounding import cited_numbers, says_unknown, support, tidy_reply
+from rag.grounding import (
+    cited_numbers,
+    names_in,
+    says_unknown,
+    support,
+    tidy_reply,
+    unmentioned_names,
+)
 from rag.prompt import YES_NO_HINT, answer_hint, format_passages
 from rag.retrieval import Passage, query_terms, reciprocal_rank_fusion
 
@@ -82,3 +89,19 @@ def test_yes_no_questions_get_an_answer_shaped_hint() -> None:
     assert answer_hint("  does it rain?") == YES_NO_HINT
     assert answer_hint("What does the nonlocal statement do?") == ""
     assert answer_hint("Island of Yeke: where is it?") == "", "a whole word, not a prefix"
+
+
+def test_names_are_the_capitalised_words_after_the_first() -> None:
+    assert names_in("Is Yeke over 150 pounds?") == ["Yeke"]
+    assert names_in("What CNS functions does KATNAL1 change in CNS?") == ["CNS", "KATNAL1"]
+    assert names_in("What does the nonlocal statement do?") == []
+    assert names_in("Zubumagi works where?") == [], "the first word is capitalised anyway"
+
+
+def test_a_name_no_passage_mentions_is_reported() -> None:
+    found = [passage("Yeke Fujolih weighs 149 pounds."), passage("Staphylococcus aureus grows.")]
+    assert unmentioned_names("What is the weight of Yeke?", found) == []
+    assert unmentioned_names("What does Yeke's cat eat?", found) == [], "possessive"
+    assert unmentioned_names("What is Staph aureus?", found) == [], "a prefix of a passage word"
+    assert unmentioned_names("What is the weight of Zubumagi?", found) == ["Zubumagi"]
+    assert unmentioned_names("Does Theodore weigh 149 pounds?", [passage("the")]) == ["Theodore"]
