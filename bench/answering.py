@@ -1,7 +1,7 @@
 """Item 4: the generator's time to first token and tokens/s, `rag ask` split into retrieve /
 prompt / generate, and throughput with 4 concurrent questions against 1, serial or batched.
 
-Runs over the python-reference index that the indexing part builds (or builds it here).
+Runs over an index of python-reference built here (the sample corpus under --quick).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.measure import PYTHON_REFERENCE, Target, quiet, ratio, stopwatch
+from bench.measure import PYTHON_REFERENCE, REPO, Target, quiet, ratio, stopwatch
 
 QUESTIONS = [
     "What does the nonlocal statement do?",
@@ -23,6 +23,12 @@ QUESTIONS = [
     "How are default parameter values evaluated?",
     "What does the global statement do?",
     "What does the assert statement do when optimisation is requested?",
+]
+QUICK_QUESTIONS = [
+    "What is the name of the station cat?",
+    "What is the station's postal box number?",
+    "Who is the director of Lumen Harbor Research Station?",
+    "What is the backup generator at Lumen Harbor called?",
 ]
 
 
@@ -67,11 +73,12 @@ def run(quick: bool) -> dict:
 
     scratch = Path(tempfile.mkdtemp(prefix="rag-bench-answering-"))
     settings = Settings(index_root=scratch, generator_cache=True, cache_dir=Path("indexes/.cache"))
+    corpus = REPO / "corpora" / "sample" if quick else PYTHON_REFERENCE / "docs"
     with stopwatch() as build:
-        index_corpus(PYTHON_REFERENCE / "docs", "python-reference", settings, show_progress=False)
-    pipeline = open_pipeline(settings, "python-reference")
+        index_corpus(corpus, "bench", settings, show_progress=False)
+    pipeline = open_pipeline(settings, "bench")
     generator = pipeline.generator
-    questions = QUESTIONS[:4] if quick else QUESTIONS
+    questions = QUICK_QUESTIONS if quick else QUESTIONS
     pipeline.ask(questions[0])  # warm-up: first-call allocations and caches
 
     conversations = conversations_for(
