@@ -110,13 +110,9 @@ def run(quick: bool) -> dict:
     rate_batched = ratio(4, batched())
     gain_serial = ratio(rate_serial, rate_one)
     gain_batched = ratio(rate_batched, rate_one)
-    targets = [
-        Target(
-            "4 concurrent, batched: throughput / 1 question",
-            gain_batched,
-            "> 1 (reported)",
-            gain_batched > 1,
-        ),
+    batching = ratio(rate_batched, rate_serial)
+    targets = [  # the issue asks for the figure; batching earns its place only if it helps
+        Target("4 concurrent: batched / serial throughput", batching, "> 1.1", batching > 1.1),
     ]
     figures = [
         f"generator: time to first token {ttft * 1000:.0f} ms (median of 4 RAG prompts), "
