@@ -2,8 +2,8 @@
 
 The embedder is the fake bag-of-words one; the generator is rag's real `Generator` (one
 generation thread, deadlines) driving a fake model that answers with the first sentence of
-passage [1]. It sleeps 0.02 s, 0.3 s when the question says "patiently", and until the
-deadline when it says "slowly". It records the most generations it ever ran at once in the
+passage [1]. It sleeps 0.02 s, 0.3 s when the question is about "gamma", and until the
+deadline when it is about "alpha". It records the most generations it ever ran at once in the
 file named by RAG_TEST_PEAK_FILE. Run from the repository root:
 
     python -m tests.reliability.fake_server --index tiny --port 8123
@@ -78,7 +78,7 @@ class SlowModel:
         try:
             prompt = self.tokenizer.decode(input_ids[0].tolist())
             question = prompt.rsplit("Question:", 1)[-1]
-            delay = 3600 if "slowly" in question else 0.3 if "patiently" in question else 0.02
+            delay = 3600 if "alpha" in question else 0.3 if "gamma" in question else 0.02
             time.sleep(delay if max_time is None else max(0.0, min(delay, max_time)))
             passage = re.search(r"<<<\n(.*?)\n>>>", prompt, re.S)
             answer = passage.group(1).split(".")[0] + ". [1]" if passage else "I don't know."
