@@ -185,8 +185,28 @@ def run_evaluation(
         "retrieval_mode": settings.retrieval_mode,
         "embedder": embedder.name,
         "generator": generator.name,
+        "answering": settings.model_dump(include=ANSWERING_SETTINGS),
     }
     return {"results": results, "predictions": predictions}
+
+
+# Every setting that changes an answer, recorded so a run can be repeated exactly.
+ANSWERING_SETTINGS = {
+    "chunk_size",
+    "chunk_overlap",
+    "rrf_k",
+    "dense_weight",
+    "candidates",
+    "min_score",
+    "min_support",
+    "check_names",
+    "focus_sentences",
+    "focus_window",
+    "focus_lexical_weight",
+    "max_new_tokens",
+    "do_sample",
+    "temperature",
+}
 
 
 def summarize(rows, held_rows, k: int, seed: int) -> dict[str, Any]:

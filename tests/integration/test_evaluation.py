@@ -86,6 +86,7 @@ def test_four_systems_end_to_end(settings, embedder, generator, tmp_path: Path) 
     assert list(results["systems"]) == list(SYSTEMS)
     setup = results["setup"]
     assert setup["questions"] == 6 and len(setup["held_out_documents"]) == 1
+    assert setup["answering"]["focus_sentences"] == 1, "what shapes an answer is recorded"
     predictions = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     per_system = setup["questions"] + setup["held_out_questions"]
     assert len(predictions) == len(SYSTEMS) * per_system
