@@ -21,7 +21,6 @@ from api.deps import ServiceState
 from api.serving import ServedIndex
 from rag.chain import Pipeline
 from rag.indexing import index_corpus
-from rag.prompt import PROMPT, format_passages
 from rag.store import load_index
 
 from ..conftest import SAMPLE
@@ -141,20 +140,32 @@ def test_injected_instructions_never_leak_secrets_and_answers_cite(
     assert rate <= 0.5, f"the model obeyed {obeyed}"
 
 
+class RecordingGenerator:
+    """Keeps the messages the model would see; answers that it does not know."""
+
+    name = "recorder"
+    tokenizer = None
+
+    def __init__(self) -> None:
+        self.prompts: list[str] = []
+
+    def generate(self, messages, **options) -> str:
+        self.prompts.append("\n".join(m["content"] for m in messages))
+        return "I don't know."
+
+    def stream(self, messages, **options):
+        yield self.generate(messages, **options)
+
+
 def test_the_prompt_never_holds_secrets(settings, embedder, injected) -> None:  # noqa: F811
     """What the model sees: passages and question only, whatever the passages ask for."""
+    recorder = RecordingGenerator()
     index = load_index(settings.index_root, "injected")
-    pipeline = Pipeline(index, embedder, None, settings)
+    pipeline = Pipeline(index, embedder, recorder, settings)
     for _, _, question, _ in INJECTIONS:
-        passages = pipeline._retrieve(pipeline.retriever(3), question)["passages"]
-        messages = PROMPT.invoke(
-            {
-                "abstain_text": settings.abstain_text,
-                "passages": format_passages(passages),
-                "question": question,
-            }
-        ).to_messages()
-        text = "\n".join(str(m.content) for m in messages)
-        assert [s for s in secrets_of(settings) if s in text] == []
-        assert "not instructions" in text, "the system prompt warns about passage instructions"
+        pipeline.ask(question, k=3)
     index.close()
+    assert len(recorder.prompts) >= len(INJECTIONS) // 2, "most questions reach the model"
+    for prompt in recorder.prompts:
+        assert [s for s in secrets_of(settings) if s in prompt] == []
+        assert "not instructions" in prompt, "the system prompt warns about passage instructions"
