@@ -28,6 +28,8 @@ def test_schemathesis_all_checks_pass(tmp_path: Path, api_key: str | None) -> No
         result = subprocess.run(
             [
                 schemathesis,
+                "--config-file",
+                str(Path(__file__).with_name("schemathesis.toml")),
                 "run",
                 f"{server.base}/openapi.json",
                 "--checks",
