@@ -30,7 +30,7 @@ class AskRequest(BaseModel):
     question: str = Field(
         min_length=1, max_length=2000, pattern=r"\S", examples=["What is the station cat?"]
     )
-    k: Integer = Field(4, ge=1, le=20)
+    k: Integer | None = Field(None, ge=1, le=20, description="passages; default RAG_K (4)")
     index: str | None = Field(None, max_length=64, description="defaults to the first served")
     mode: RetrievalMode | None = None
     filter: dict[Literal["doc_id", "title"], str] | None = Field(

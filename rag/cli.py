@@ -265,7 +265,11 @@ def eval_command(
     method: Annotated[str, typer.Option(help="lora or full")] = "lora",
     epochs: Annotated[int, typer.Option(min=1)] = 3,
     max_steps: Annotated[
-        int, typer.Option(min=1, help="at most this many steps (about 10 min of LoRA here)")
+        int,
+        typer.Option(
+            min=1,
+            help="at most this many steps (300: ~10 min of sft LoRA here; cpt steps are longer)",
+        ),
     ] = 300,
     retrain: Annotated[bool, typer.Option(help="ignore saved fine-tuned weights")] = False,
 ) -> None:

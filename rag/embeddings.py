@@ -109,10 +109,11 @@ def load_embedder(settings: Settings) -> Embedder:
 
 
 def compile_openvino(model, location: str, settings: Settings):
-    """The embedder's encoder, mean pooling and normalisation as one OpenVINO model (fp32).
+    """The embedder's encoder, mean pooling and normalisation as one OpenVINO model.
 
-    Converted once from the torch model and kept in the model cache under a key of the weights,
-    so the vectors are the same as the torch path's (to about 1e-6), only computed faster.
+    Converted once from the torch model and kept in the model cache under a key of the weights.
+    Run in fp32 the vectors are the same as the torch path's (to about 1e-6); in bf16
+    (`embed_precision`) they differ by ~1e-3 and come about twice as fast on AMX CPUs.
     """
     try:
         import openvino as ov
@@ -128,7 +129,7 @@ def compile_openvino(model, location: str, settings: Settings):
     path = settings.model_cache / f"embedder-{_weights_key(location, ov.__version__)}" / "model.xml"
     if not path.exists():
         _convert_openvino(model, path)
-    config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+    config = {"INFERENCE_PRECISION_HINT": settings.embed_precision, "PERFORMANCE_HINT": "LATENCY"}
     if settings.threads:
         config["INFERENCE_NUM_THREADS"] = settings.threads
     try:

@@ -32,6 +32,31 @@ def test_openvino_vectors_match_the_exact_ones(settings, embedder, tmp_path):
     assert np.abs(again.encode(TEXTS[:1]) - exact[:1]).max() < 1e-4
 
 
+def test_openvino_bf16_vectors_stay_close_to_the_exact_ones(settings, embedder, tmp_path):
+    pytest.importorskip("openvino")
+    fast_settings = settings.model_copy(
+        update={
+            "embed_backend": "openvino",
+            "embed_precision": "bf16",
+            "cache_dir": tmp_path / "cache",
+        }
+    )
+    exact, got = embedder.encode(TEXTS), load_embedder(fast_settings).encode(TEXTS)
+    assert got.dtype == np.float32
+    cosines = np.sum(exact * got, axis=1)
+    assert cosines.min() > 0.999, cosines
+    assert np.argmax(got[1:] @ got[0]) == np.argmax(exact[1:] @ exact[0])  # same nearest
+
+
+def test_bf16_without_openvino_is_a_settings_error():
+    from pydantic import ValidationError
+
+    from rag.config import Settings
+
+    with pytest.raises(ValidationError, match="RAG_EMBED_BACKEND=openvino"):
+        Settings(embed_precision="bf16")
+
+
 def test_batched_generation_answers_each_chat(generator):
     chats = [
         [{"role": "user", "content": "What is the capital of France? Answer in one word."}],

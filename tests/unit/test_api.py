@@ -132,6 +132,15 @@ def test_bad_filter_field_is_422_and_good_filter_restricts(client: TestClient) -
     assert [s["doc_id"] for s in only["sources"]] == ["g-2"]
 
 
+def test_k_defaults_to_the_configured_setting(setup) -> None:
+    with make_client(setup, k=1) as configured:
+        for route in ("/ask", "/search"):
+            body = configured.post(route, json={"question": "Where is the station?"}).json()
+            assert len(body["sources"]) == 1, (route, body)
+        asked = configured.post("/search", json={"question": "Where is the station?", "k": 3})
+        assert len(asked.json()["sources"]) == 3
+
+
 def test_unknown_index_is_404_listing_served(client: TestClient) -> None:
     response = client.post("/ask", json={**ASK, "index": "nope"})
     assert response.status_code == 404
