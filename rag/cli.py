@@ -50,7 +50,9 @@ def reports_errors(command: Callable[..., None]) -> Callable[..., None]:
         except Exception as exc:
             if os.environ.get("RAG_DEBUG"):
                 raise
-            typer.echo(f"unexpected error: {type(exc).__name__}: {exc} (RAG_DEBUG=1 shows more)")
+            typer.echo(
+                f"unexpected error: {type(exc).__name__}: {exc} (RAG_DEBUG=1 shows more)", err=True
+            )
             raise typer.Exit(1) from None
 
     return run
