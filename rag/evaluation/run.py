@@ -160,7 +160,14 @@ def run_evaluation(
         ):
             p = runner.answer(q.id, q.question)
             rows.append((q, p, score(p, q)))
-        held_rows = [(q, runner.answer(q.id, q.question)) for q in held_questions]
+        held_bar = progress(
+            held_questions,
+            total=len(held_questions),
+            desc=f"held-out questions ({name})",
+            unit="q",
+            show=show_progress,
+        )
+        held_rows = [(q, runner.answer(q.id, q.question)) for q in held_bar]
         results["systems"][name] = summarize(rows, held_rows, settings.k, seed)
         for q, p, s in rows:
             predictions.append(asdict(p) | s | {"kind": q.kind, "slice": "main", "gold": q.answers})
@@ -168,7 +175,9 @@ def run_evaluation(
             predictions.append(asdict(p) | {"kind": q.kind, "slice": "held-out", "gold": q.answers})
         results["systems"][name]["_scores"] = [s for _, _, s in rows]
 
-    experiment = Experiment(dataset, documents, held, held_questions, settings, embedder, ft, work)
+    experiment = Experiment(
+        dataset, documents, held, held_questions, settings, embedder, ft, work, show_progress
+    )
     results["new_knowledge"] = new_knowledge(experiment, generator, tuned, "rag" in runners)
     results["paired"] = compare(results, "rag", "ft", seed)
     for name in results["systems"]:
@@ -250,6 +259,7 @@ class Experiment:
     embedder: Embedder
     ft: FineTuneConfig
     work: Path
+    show_progress: bool = True
 
 
 def new_knowledge(
@@ -261,21 +271,28 @@ def new_knowledge(
         return out
     if with_rag:
         full = write_corpus(e.documents, e.work / "base" / "corpus.jsonl")
-        report = index_corpus(full, "eval", e.settings, embedder=e.embedder, show_progress=False)
+        report = index_corpus(
+            full, "eval", e.settings, embedder=e.embedder, show_progress=e.show_progress
+        )
         index = load_index(e.settings.index_root, "eval")
         runner = Retrieval("rag", Pipeline(index, e.embedder, generator, e.settings))
         out["rag"] = {
             "seconds": report.seconds,
             "method": "incremental re-index",
             "new_documents": report.new,
-            **_accuracy(runner, e.held_questions),
+            **_accuracy(runner, e.held_questions, "new knowledge (rag)", e.show_progress),
         }
     if tuned is not None:
         new_docs = [d for d in e.documents if d.id in e.held]
         train = [q for q in e.dataset.train if q.doc_id in e.held]
         examples = examples_for(e.ft.recipe, train, new_docs)
         model, result = fine_tune(
-            generator, examples, e.ft, e.work / "finetune-new", base=tuned, show_progress=False
+            generator,
+            examples,
+            e.ft,
+            e.work / "finetune-new",
+            base=tuned,
+            show_progress=e.show_progress,
         )
         tuned_more = Generator(model, generator.tokenizer, "ft+new", e.settings)
         runner = ClosedBook("ft", tuned_more, e.settings.abstain_text)
@@ -284,13 +301,14 @@ def new_knowledge(
             "method": "another fine-tuning run"
             + (" (time from its cached run)" if result.reused else ""),
             "examples": result.examples,
-            **_accuracy(runner, e.held_questions),
+            **_accuracy(runner, e.held_questions, "new knowledge (ft)", e.show_progress),
         }
     return out
 
 
-def _accuracy(runner, questions: list[Question]) -> dict[str, float]:
-    values = [containment(runner.answer(q.id, q.question).reply, q.answers) for q in questions]
+def _accuracy(runner, questions: list[Question], desc: str, show: bool) -> dict[str, float]:
+    asked = progress(questions, total=len(questions), desc=desc, unit="q", show=show)
+    values = [containment(runner.answer(q.id, q.question).reply, q.answers) for q in asked]
     return {"containment": statistics.fmean(values), "questions": len(values)}
 
 
