@@ -61,7 +61,7 @@ bench: corpus
 loadtest: install
 	$(BIN)/python bench/loadtest.py --base http://127.0.0.1:8000 --requests 24 --clients 1,4,16
 
-# The default comparison on a budget of about 15-20 minutes on 2 cores.
+# The default comparison: about 8 minutes on 2 cores to itself, 26 beside other jobs.
 eval: install
 	$(BIN)/rag eval --data ../shared/data/fictional-people --systems closed,rag,ft,ft+rag \
 	  --limit 80 --out reports/fp
