@@ -18,19 +18,25 @@ def _json_number(value: Any) -> Any:
     return value
 
 
-# Strictly typed JSON, as the OpenAPI schema says ("stream": 0 is not a boolean), yet 2.0 is
-# an integer there as in JSON Schema.
+# A character that str.strip() keeps. JSON Schema's \S follows ECMA-262, whose whitespace is not
+# Python's (\x1c-\x1f and \x85 are text there), so "\x1f" passed the schema and then failed
+# the server's strip() check. This class names Python's whitespace exactly.
+NOT_BLANK = r"[^\t\n\x0b\x0c\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
+# Strictly typed JSON, as the OpenAPI schema says ("stream": 0 is not a boolean); numbers go
+# through _json_number, so 2.0 is an integer as in JSON Schema.
 Flag = Annotated[bool, Field(strict=True)]
-Integer = Annotated[int, BeforeValidator(_json_number)]
 
 
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     question: str = Field(
-        min_length=1, max_length=2000, pattern=r"\S", examples=["What is the station cat?"]
+        min_length=1, max_length=2000, pattern=NOT_BLANK, examples=["What is the station cat?"]
     )
-    k: Integer | None = Field(None, ge=1, le=20, description="passages; default RAG_K (4)")
+    k: Annotated[int, Field(ge=1, le=20), BeforeValidator(_json_number)] | None = Field(
+        None, description="passages; default RAG_K (4)"
+    )
     index: str | None = Field(None, max_length=64, description="defaults to the first served")
     mode: RetrievalMode | None = None
     filter: dict[Literal["doc_id", "title"], str] | None = Field(
@@ -89,7 +95,7 @@ class ChatRequest(BaseModel):
         json_schema_extra={
             "contains": {
                 "type": "object",
-                "properties": {"role": {"const": "user"}, "content": {"pattern": r"\S"}},
+                "properties": {"role": {"const": "user"}, "content": {"pattern": NOT_BLANK}},
                 "required": ["role", "content"],
             }
         },

@@ -114,6 +114,7 @@ def test_unrelated_question_abstains(client: TestClient) -> None:
         ({"question": "ok", "mode": "fuzzy"}, "mode"),
         ({"k": 3}, "question"),
         ({"question": "ok", "surprise": 1}, "surprise"),
+        ({"question": "\x1f \x85"}, "question"),  # blank to Python, text to ECMA-262's \S
     ],
 )
 def test_validation_errors_are_422_naming_the_field(client: TestClient, payload, field) -> None:
@@ -139,6 +140,20 @@ def test_k_defaults_to_the_configured_setting(setup) -> None:
             assert len(body["sources"]) == 1, (route, body)
         asked = configured.post("/search", json={"question": "Where is the station?", "k": 3})
         assert len(asked.json()["sources"]) == 3
+
+
+def test_the_schema_pattern_for_text_is_pythons_idea_of_not_blank() -> None:
+    """The OpenAPI pattern and the server's strip() must agree, or valid requests get 422."""
+    import sys
+
+    from api.schemas import NOT_BLANK
+
+    pattern = re.compile(NOT_BLANK)
+    for code in range(sys.maxunicode + 1):
+        if 0xD800 <= code < 0xE000:
+            continue  # surrogates are not characters of a JSON string
+        char = chr(code)
+        assert (pattern.search(char) is None) == char.isspace(), hex(code)
 
 
 def test_unknown_index_is_404_listing_served(client: TestClient) -> None:
