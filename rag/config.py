@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     embed_backend: EmbedBackend = Field(
         "torch", description="openvino: same fp32 vectors through OpenVINO (pip install openvino)"
     )
-    # bf16 runs on AMX / AVX512-BF16 units where the CPU has them: ~2x the fp32 speed here,
+    # bf16 runs on AMX / AVX512-BF16 units where the CPU has them: ~3x the fp32 speed here,
     # vectors within ~2e-3 of the exact ones (bench/README.md gives recall@10).
     embed_precision: Literal["f32", "bf16"] = Field(
         "f32", description="OpenVINO inference precision (needs embed_backend=openvino)"
