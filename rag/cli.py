@@ -267,12 +267,13 @@ def eval_command(
     method: Annotated[str, typer.Option(help="lora or full")] = "lora",
     epochs: Annotated[int, typer.Option(min=1)] = 3,
     max_steps: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=1,
-            help="at most this many steps (300: ~10 min of sft LoRA here; cpt steps are longer)",
+            help="at most this many steps (default 300: ~10 min of sft LoRA here; cpt steps "
+            "are longer)",
         ),
-    ] = 300,
+    ] = None,
     retrain: Annotated[bool, typer.Option(help="ignore saved fine-tuned weights")] = False,
 ) -> None:
     """Compare closed-book, fine-tuned, retrieval and both, on the same questions."""
@@ -289,12 +290,13 @@ def eval_command(
     if recipe not in ("sft", "cpt") or method not in ("lora", "full"):
         raise InputError("--recipe is sft or cpt; --method is lora or full")
     s = settings()
+    cap = {} if max_steps is None else {"max_steps": max_steps}  # else FineTuneConfig's own
     config = FineTuneConfig(
         recipe=recipe,
         method=method,
         epochs=epochs,
-        max_steps=max_steps,
         seed=seed,  # type: ignore[arg-type]
+        **cap,
     )
     run = run_evaluation(
         data,
