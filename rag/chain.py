@@ -182,6 +182,21 @@ class Pipeline:
         answer = self._finish(state | {"reply": reply, "generate_ms": _ms(start)})
         yield {"event": "answer", "data": answer.as_dict()}
 
+    def prompt_messages(self, question: str) -> list[dict[str, str]] | None:
+        """The chat the generator would be given for `question`, or None when the gate refuses.
+
+        Retrieval-aware fine-tuning (RAFT) trains on exactly this prompt.
+        """
+        question = self.check_question(question)
+        state = self._prompt(self._retrieve(self.retriever(), question))
+        if state["messages"] is None:
+            return None
+        roles = {"system": "system", "human": "user", "ai": "assistant"}
+        return [
+            {"role": roles[m.type], "content": str(m.content)}
+            for m in state["messages"].to_messages()
+        ]
+
     def _model(self, **generation: Any) -> TransformersChatModel:
         if self.generator is None:
             raise InputError("this pipeline was loaded without a generator")
