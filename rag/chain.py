@@ -1,6 +1,9 @@
-"""retrieve -> prompt -> generate -> Answer, as one LCEL chain, with abstention and citations.
+"""One typed answering flow: retrieve -> rerank -> gate -> focus -> prompt -> generate -> check
+-> cite, over a `Turn` that each step fills in.
 
-The CLI, the API and the evaluation all answer through `Pipeline`; none has its own copy.
+The CLI, the API (ask, stream, chat) and the evaluation all answer through `Pipeline.events`;
+none has its own copy. The question is checked once and embedded once. LangChain stays at the
+edges: `Pipeline.chain` is a Runnable, `Pipeline.retriever` a BaseRetriever.
 """
 
 from __future__ import annotations
@@ -10,25 +13,31 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 from langchain_core.runnables import Runnable, RunnableLambda
 
 from rag.config import RetrievalMode, Settings
 from rag.embeddings import Embedder
 from rag.errors import InputError
-from rag.focus import focus_passages
-from rag.generation import Generator, TransformersChatModel
+from rag.evidence import quote
+from rag.focus import Sentence, focus_passages, rank_sentences
+from rag.generation import Generator
 from rag.grounding import (
+    adds_nothing,
     cited_numbers,
+    has_content,
     says_unknown,
     support,
     tidy_reply,
     unmentioned_names,
 )
 from rag.prompt import PROMPT, answer_hint, format_passages
-from rag.retrieval import IndexRetriever, Passage, from_document
+from rag.rerank import Reranker
+from rag.retrieval import IndexRetriever, Passage, retrieve
 from rag.store import Index
 
 SNIPPET_CHARS = 240
+ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 
 
 @dataclass
@@ -48,6 +57,8 @@ class Source:
 
 @dataclass
 class Answer:
+    """What every shell returns. `quoted`: the answer is passage text, not the model's words."""
+
     question: str
     answer: str
     abstained: bool
@@ -58,10 +69,33 @@ class Answer:
     version: str
     draft: str | None = None
     support: float | None = None
+    quoted: bool = False
     settings: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class Turn:
+    """One question on its way through the steps; each step reads and fills its own fields."""
+
+    question: str
+    k: int
+    mode: RetrievalMode
+    where: dict[str, str] | None = None
+    vector: np.ndarray | None = None
+    passages: list[Passage] = field(default_factory=list)
+    refusal: str | None = None  # the gate's reason: nothing relevant, no generation
+    ranked: list[Sentence] = field(default_factory=list)
+    messages: list[dict[str, str]] | None = None
+    draft: str | None = None
+    reply: str | None = None
+    reason: str | None = None  # why the draft was not used
+    support: float | None = None
+    quoted: bool = False
+    cited: list[int] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _ms(start: float) -> float:
@@ -99,16 +133,234 @@ def check_question(question: str, settings: Settings) -> str:
 
 
 class Pipeline:
-    """The loaded pieces (index, embedder, generator) and the chain that joins them."""
+    """The loaded pieces (index, embedder, generator, reranker) and the flow that joins them."""
 
     def __init__(
-        self, index: Index, embedder: Embedder, generator: Generator | None, settings: Settings
+        self,
+        index: Index,
+        embedder: Embedder,
+        generator: Generator | None,
+        settings: Settings,
+        reranker: Reranker | None = None,
     ) -> None:
         index.check_embedder(embedder.name, embedder.dimension)
         self.index = index
         self.embedder = embedder
         self.generator = generator
         self.settings = settings
+        self.reranker = reranker
+
+    # -- the steps -------------------------------------------------------------------------
+
+    def _retrieve(self, turn: Turn) -> None:
+        s = self.settings
+        start = time.perf_counter()
+        turn.vector = self.embedder.encode([turn.question])[0]
+        turn.passages = retrieve(
+            self.index,
+            self.embedder,
+            turn.question,
+            k=turn.k,
+            mode=turn.mode,
+            candidates=s.candidates,
+            rrf_k=s.rrf_k,
+            dense_weight=s.dense_weight,
+            where=turn.where,
+            vector=turn.vector,
+        )
+        turn.timings["retrieve_ms"] = _ms(start)
+
+    def _rerank(self, turn: Turn) -> None:
+        """The cross-encoder's slot: reorders the passages; without one, nothing changes."""
+        if self.reranker is not None and turn.passages:
+            start = time.perf_counter()
+            turn.passages = self.reranker.rerank(turn.question, turn.passages)
+            turn.timings["rerank_ms"] = _ms(start)
+
+    def _gate(self, turn: Turn) -> None:
+        """Refuse before generating when no passage is relevant: nothing to answer from."""
+        s, passages = self.settings, turn.passages
+        if max((p.similarity for p in passages), default=0.0) < s.min_score:
+            turn.refusal = "no passage scored above min_score" if passages else "the index is empty"
+        elif s.check_names and (missing := unmentioned_names(turn.question, passages)):
+            turn.refusal = f"no passage mentions {', '.join(missing)}"
+
+    def _focus(self, turn: Turn) -> list[tuple[int, Passage]]:
+        s = self.settings
+        turn.ranked = rank_sentences(
+            turn.question, turn.passages, self.embedder, s.focus_lexical_weight, turn.vector
+        )
+        return focus_passages(
+            turn.question,
+            turn.passages,
+            self.embedder,
+            s.focus_sentences,
+            s.focus_window,
+            s.focus_lexical_weight,
+            ranked=turn.ranked,
+        )
+
+    def _prompt(self, turn: Turn, shown: list[tuple[int, Passage]]) -> None:
+        messages = PROMPT.invoke(
+            {
+                "abstain_text": self.settings.abstain_text,
+                "passages": format_passages(shown),
+                "question": turn.question,
+                "hint": answer_hint(turn.question),
+            }
+        ).to_messages()
+        turn.messages = [{"role": ROLES[m.type], "content": str(m.content)} for m in messages]
+
+    def _generate(self, turn: Turn, stream: bool, generation: dict[str, Any]) -> Iterator[str]:
+        """The model's draft; pieces are yielded as they come when `stream` is set."""
+        generator = self._generator()
+        start = time.perf_counter()
+        if stream:
+            pieces = []
+            for piece in generator.stream(turn.messages, **generation):
+                pieces.append(piece)
+                yield piece
+            turn.draft = "".join(pieces)
+        else:
+            turn.draft = generator.generate(turn.messages, **generation)
+        turn.timings["generate_ms"] = _ms(start)
+
+    def _check(self, turn: Turn) -> None:
+        """Keep the draft only if it says something the passages back; else quote them."""
+        s = self.settings
+        reply = tidy_reply(turn.draft or "")
+        if not has_content(reply):
+            turn.reason = "the model's reply had no content"
+        elif says_unknown(reply, s.abstain_text):
+            turn.reason = "the model found no answer in the passages"
+        elif adds_nothing(reply, turn.question):
+            turn.reason = "the model's reply only restated the question"
+        else:
+            turn.support = support(reply, turn.passages, turn.question)
+            if turn.support < s.min_support:
+                turn.reason = f"only {turn.support:.0%} of the answer's words occur in the passages"
+        if turn.reason is None:
+            turn.reply = reply
+            return
+        if turn.reason.startswith("the model found no answer") and not s.quote_when_unknown:
+            return
+        evidence = quote(turn.ranked, s.quote_sentences)
+        if evidence:
+            turn.reply, turn.quoted = evidence, True
+
+    def _cite(self, turn: Turn) -> None:
+        if turn.reply is not None:
+            turn.cited = cited_numbers(turn.reply, turn.passages)
+
+    # -- the flow --------------------------------------------------------------------------
+
+    def events(
+        self,
+        question: str,
+        k: int | None = None,
+        mode: RetrievalMode | None = None,
+        where: dict[str, str] | None = None,
+        *,
+        stream: bool = False,
+        **generation: Any,
+    ) -> Iterator[dict[str, Any]]:
+        """The one flow behind ask, stream and chat: `sources`, then `token`s when streaming,
+        then `answer` (an Answer). `generation` may hold max_new_tokens, temperature and
+        max_time (seconds, waiting included; past it GenerationTimeout is raised)."""
+        started = time.perf_counter()
+        s = self.settings
+        turn = Turn(check_question(question, s), k or s.k, mode or s.retrieval_mode, where)
+        self._retrieve(turn)
+        self._rerank(turn)
+        yield {"event": "sources", "data": make_sources(turn.passages, [])}
+        self._gate(turn)
+        if turn.refusal is None:
+            start = time.perf_counter()
+            shown = self._focus(turn)
+            self._prompt(turn, shown)
+            turn.timings["prompt_ms"] = _ms(start)
+            for piece in self._generate(turn, stream, generation):
+                yield {"event": "token", "data": piece}
+            self._check(turn)
+            self._cite(turn)
+        turn.timings.setdefault("prompt_ms", 0.0)
+        turn.timings.setdefault("generate_ms", 0.0)
+        turn.timings["total_ms"] = _ms(started)
+        yield {"event": "answer", "data": self._answer(turn)}
+
+    def _answer(self, turn: Turn) -> Answer:
+        abstained = turn.reply is None
+        return Answer(
+            question=turn.question,
+            answer=self.settings.abstain_text if abstained else turn.reply,
+            abstained=abstained,
+            reason=turn.refusal or turn.reason,
+            sources=make_sources(turn.passages, turn.cited),
+            timings=turn.timings,
+            index=self.index.name,
+            version=self.index.version,
+            draft=turn.draft if (abstained or turn.quoted) else None,
+            support=None if turn.support is None else round(turn.support, 3),
+            quoted=turn.quoted,
+        )
+
+    def ask(
+        self,
+        question: str,
+        k: int | None = None,
+        mode: RetrievalMode | None = None,
+        where: dict[str, str] | None = None,
+        **generation: Any,
+    ) -> Answer:
+        """question -> Answer, in one call."""
+        for event in self.events(question, k, mode, where, **generation):
+            if event["event"] == "answer":
+                return event["data"]
+        raise AssertionError("the flow ended without an answer")  # events always ends on one
+
+    def stream(
+        self,
+        question: str,
+        k: int | None = None,
+        mode: RetrievalMode | None = None,
+        where: dict[str, str] | None = None,
+        **generation: Any,
+    ) -> Iterator[dict[str, Any]]:
+        """Events as JSON-ready dicts: sources first, then tokens, then the final Answer."""
+        for event in self.events(question, k, mode, where, stream=True, **generation):
+            data = event["data"]
+            if event["event"] == "sources":
+                data = [asdict(src) for src in data]
+            elif event["event"] == "answer":
+                data = data.as_dict()
+            yield {"event": event["event"], "data": data}
+
+    def chain(
+        self,
+        k: int | None = None,
+        mode: RetrievalMode | None = None,
+        where: dict[str, str] | None = None,
+        **generation: Any,
+    ) -> Runnable[str, Answer]:
+        """The flow as a LangChain Runnable (question -> Answer), for LCEL users."""
+        return RunnableLambda(lambda question: self.ask(question, k, mode, where, **generation))
+
+    def prompt_messages(self, question: str) -> list[dict[str, str]] | None:
+        """The chat the generator would be given for `question`, or None when the gate refuses.
+
+        Retrieval-aware fine-tuning (RAFT) trains on exactly this prompt.
+        """
+        s = self.settings
+        turn = Turn(check_question(question, s), s.k, s.retrieval_mode)
+        self._retrieve(turn)
+        self._rerank(turn)
+        self._gate(turn)
+        if turn.refusal is not None:
+            return None
+        self._prompt(turn, self._focus(turn))
+        return turn.messages
+
+    # -- retrieval only --------------------------------------------------------------------
 
     def retriever(
         self,
@@ -131,163 +383,6 @@ class Pipeline:
     def check_question(self, question: str) -> str:
         return check_question(question, self.settings)
 
-    def chain(
-        self,
-        k: int | None = None,
-        mode: RetrievalMode | None = None,
-        where: dict[str, str] | None = None,
-        **generation: Any,
-    ) -> Runnable[str, Answer]:
-        """question -> Answer. Abstains before generating when nothing relevant was found.
-
-        `generation` may hold max_new_tokens, temperature and max_time (seconds, including
-        the wait for the generator; past it GenerationTimeout is raised).
-        """
-        model = self._model(**generation)
-        retriever = self.retriever(k, mode, where)
-
-        def retrieve(question: str) -> dict[str, Any]:
-            return self._retrieve(retriever, question)
-
-        def generate(state: dict[str, Any]) -> dict[str, Any]:
-            state = self._prompt(state)
-            if state["messages"] is None:
-                return state | {"reply": None, "generate_ms": 0.0}
-            start = time.perf_counter()
-            reply = model.invoke(state["messages"]).content
-            return state | {"reply": reply, "generate_ms": _ms(start)}
-
-        return RunnableLambda(retrieve) | RunnableLambda(generate) | RunnableLambda(self._finish)
-
-    def stream(
-        self,
-        question: str,
-        k: int | None = None,
-        mode: RetrievalMode | None = None,
-        where: dict[str, str] | None = None,
-        **generation: Any,
-    ) -> Iterator[dict[str, Any]]:
-        """Events for a streamed answer: sources first, then tokens, then the final Answer."""
-        question = self.check_question(question)
-        model = self._model(**generation)
-        state = self._prompt(self._retrieve(self.retriever(k, mode, where), question))
-        yield {"event": "sources", "data": [asdict(src) for src in state["sources"]]}
-        pieces: list[str] = []
-        start = time.perf_counter()
-        if state["messages"] is not None:
-            for chunk in model.stream(state["messages"]):
-                pieces.append(str(chunk.content))
-                yield {"event": "token", "data": str(chunk.content)}
-        reply = "".join(pieces) if state["messages"] is not None else None
-        answer = self._finish(state | {"reply": reply, "generate_ms": _ms(start)})
-        yield {"event": "answer", "data": answer.as_dict()}
-
-    def prompt_messages(self, question: str) -> list[dict[str, str]] | None:
-        """The chat the generator would be given for `question`, or None when the gate refuses.
-
-        Retrieval-aware fine-tuning (RAFT) trains on exactly this prompt.
-        """
-        question = self.check_question(question)
-        state = self._prompt(self._retrieve(self.retriever(), question))
-        if state["messages"] is None:
-            return None
-        roles = {"system": "system", "human": "user", "ai": "assistant"}
-        return [
-            {"role": roles[m.type], "content": str(m.content)}
-            for m in state["messages"].to_messages()
-        ]
-
-    def _model(self, **generation: Any) -> TransformersChatModel:
-        if self.generator is None:
-            raise InputError("this pipeline was loaded without a generator")
-        return TransformersChatModel(generator=self.generator, **generation)
-
-    def _retrieve(self, retriever: IndexRetriever, question: str) -> dict[str, Any]:
-        start = time.perf_counter()
-        passages = [from_document(d) for d in retriever.invoke(question)]
-        return {
-            "question": question,
-            "passages": passages,
-            "sources": make_sources(passages, []),
-            "retrieve_ms": _ms(start),
-        }
-
-    def _prompt(self, state: dict[str, Any]) -> dict[str, Any]:
-        """Chat messages for the model, or None when no passage is relevant enough."""
-        s, passages = self.settings, state["passages"]
-        start = time.perf_counter()
-        if max((p.similarity for p in passages), default=0.0) < s.min_score:
-            reason = "no passage scored above min_score" if passages else "the index is empty"
-            return state | {"messages": None, "prompt_ms": 0.0, "skipped": reason}
-        missing = unmentioned_names(state["question"], passages) if s.check_names else []
-        if missing:
-            reason = f"no passage mentions {', '.join(missing)}"
-            return state | {"messages": None, "prompt_ms": 0.0, "skipped": reason}
-        shown = focus_passages(
-            state["question"],
-            passages,
-            self.embedder,
-            s.focus_sentences,
-            s.focus_window,
-            s.focus_lexical_weight,
-        )
-        messages = PROMPT.invoke(
-            {
-                "abstain_text": s.abstain_text,
-                "passages": format_passages(shown),
-                "question": state["question"],
-                "hint": answer_hint(state["question"]),
-            }
-        )
-        return state | {"messages": messages, "prompt_ms": _ms(start)}
-
-    def _finish(self, state: dict[str, Any]) -> Answer:
-        s = self.settings
-        passages, reply = state["passages"], state["reply"]
-        reply = None if reply is None else tidy_reply(reply)
-        reason, backing = None, None
-        if reply is None:
-            reason = state["skipped"]
-        elif says_unknown(reply, s.abstain_text) or not reply.strip():
-            reason = "the model found no answer in the passages"
-        else:
-            backing = support(reply, passages, state["question"])
-            if backing < s.min_support:
-                reason = f"only {backing:.0%} of the answer's words occur in the passages"
-        abstained = reason is not None
-        cited = [] if abstained else cited_numbers(reply, passages)
-        timings = {
-            "retrieve_ms": state["retrieve_ms"],
-            "prompt_ms": state["prompt_ms"],
-            "generate_ms": state["generate_ms"],
-        }
-        return Answer(
-            question=state["question"],
-            answer=s.abstain_text if abstained else reply,
-            abstained=abstained,
-            reason=reason,
-            sources=make_sources(passages, cited),
-            timings=timings,
-            index=self.index.name,
-            version=self.index.version,
-            draft=reply if abstained else None,
-            support=None if backing is None else round(backing, 3),
-        )
-
-    def ask(
-        self,
-        question: str,
-        k: int | None = None,
-        mode: RetrievalMode | None = None,
-        where: dict[str, str] | None = None,
-        **generation: Any,
-    ) -> Answer:
-        question = self.check_question(question)
-        start = time.perf_counter()
-        answer = self.chain(k, mode, where, **generation).invoke(question)
-        answer.timings["total_ms"] = _ms(start)
-        return answer
-
     def search(
         self,
         question: str,
@@ -296,9 +391,16 @@ class Pipeline:
         where: dict[str, str] | None = None,
     ) -> list[Source]:
         """Retrieval only: no generation, no waiting on the generator."""
-        question = self.check_question(question)
-        passages = [from_document(d) for d in self.retriever(k, mode, where).invoke(question)]
-        return make_sources(passages, [])
+        s = self.settings
+        turn = Turn(check_question(question, s), k or s.k, mode or s.retrieval_mode, where)
+        self._retrieve(turn)
+        self._rerank(turn)
+        return make_sources(turn.passages, [])
+
+    def _generator(self) -> Generator:
+        if self.generator is None:
+            raise InputError("this pipeline was loaded without a generator")
+        return self.generator
 
 
 def open_pipeline(
@@ -312,6 +414,7 @@ def open_pipeline(
     """Load an index (verified) and the models it needs; cheap checks run before slow loads."""
     from rag.embeddings import load_embedder
     from rag.generation import load_generator
+    from rag.rerank import load_reranker
     from rag.store import load_index
 
     index = load_index(settings.index_root, name)
@@ -319,4 +422,4 @@ def open_pipeline(
     index.check_embedder(embedder.name, embedder.dimension)
     if with_generator and generator is None:
         generator = load_generator(settings)
-    return Pipeline(index, embedder, generator, settings)
+    return Pipeline(index, embedder, generator, settings, load_reranker(settings))

@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     focus_window: int = Field(0, ge=0, description="neighbouring sentences kept around each")
     focus_lexical_weight: float = Field(0.5, ge=0, description="bonus for sharing question words")
     max_question_chars: int = Field(2000, ge=1)
+    # When the draft is unusable, the best passage sentences are quoted instead (rag/evidence.py).
+    quote_sentences: int = Field(1, ge=0, description="sentences quoted when the draft is unusable")
+    quote_when_unknown: bool = Field(
+        True, description="quote evidence also when the model says it does not know"
+    )
+    reranker: str | None = Field(None, description="cross-encoder (local path or hub id)")
 
     # HTTP service (rag serve)
     api_key: SecretStr | None = Field(None, description="when set, every route but /healthz")

@@ -8,7 +8,7 @@ Sources and citations still refer to the whole retrieved passages.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Protocol
 
@@ -50,21 +50,64 @@ def split_sentences(text: str, min_words: int = MIN_WORDS) -> list[str]:
     return merged
 
 
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of a retrieved passage, scored against the question."""
+
+    number: int  # the passage's source number, from 1
+    position: int  # its place among the passage's sentences
+    text: str
+    score: float
+
+
 def score_sentences(
-    question: str, sentences: list[str], encoder: Encoder, lexical_weight: float
+    question: str,
+    sentences: list[str],
+    encoder: Encoder,
+    lexical_weight: float,
+    question_vector: np.ndarray | None = None,
 ) -> np.ndarray:
     """Cosine to the question plus a bonus for sharing its words.
 
     The lexical share tells apart sentences that differ only in a name ("Sufa lives in X" vs
     "Suxa lives in Y"), which the embedder, seeing unknown names as subwords, barely does.
+    `question_vector`, when the retriever already embedded the question, saves embedding it again.
     """
-    vectors = encoder.encode([question, *sentences])
-    scores = vectors[1:] @ vectors[0]
+    if question_vector is None:
+        vectors = encoder.encode([question, *sentences])
+        question_vector, vectors = vectors[0], vectors[1:]
+    else:
+        vectors = encoder.encode(sentences)
+    scores = vectors @ question_vector
     terms = set(query_terms(question))
     if lexical_weight and terms:
         shared = [len(terms & set(query_terms(s))) / len(terms) for s in sentences]
         scores = scores + lexical_weight * np.asarray(shared, dtype=scores.dtype)
     return scores
+
+
+def rank_sentences(
+    question: str,
+    passages: list[Passage],
+    encoder: Encoder,
+    lexical_weight: float = 0.5,
+    question_vector: np.ndarray | None = None,
+) -> list[Sentence]:
+    """Every sentence of the passages, best match first (ties keep passage order)."""
+    split = [
+        (n, i, s)
+        for n, p in enumerate(passages, start=1)
+        for i, s in enumerate(split_sentences(p.text))
+    ]
+    if not split:
+        return []
+    scores = score_sentences(
+        question, [s for _, _, s in split], encoder, lexical_weight, question_vector
+    )
+    return [
+        Sentence(split[i][0], split[i][1], split[i][2], float(scores[i]))
+        for i in np.argsort(-scores, kind="stable")
+    ]
 
 
 def focus_passages(
@@ -74,23 +117,26 @@ def focus_passages(
     sentences: int,
     window: int = 0,
     lexical_weight: float = 0.5,
+    ranked: list[Sentence] | None = None,
 ) -> list[tuple[int, Passage]]:
     """(passage number from 1, passage cut down to its selected sentences), in passage order.
 
     The best `sentences` sentences across all passages are kept, each with `window`
-    neighbours on either side; `sentences` = 0 keeps every passage whole.
+    neighbours on either side; `sentences` = 0 keeps every passage whole. `ranked` is
+    rank_sentences' result when the caller has it already.
     """
     numbered = list(enumerate(passages, start=1))
     if sentences <= 0 or not passages:
         return numbered
-    split = [(n, i, s) for n, p in numbered for i, s in enumerate(split_sentences(p.text))]
-    if not split:
+    if ranked is None:
+        ranked = rank_sentences(question, passages, encoder, lexical_weight)
+    if not ranked:
         return numbered
-    scores = score_sentences(question, [s for _, _, s in split], encoder, lexical_weight)
     keep: dict[int, set[int]] = {}
-    for position in np.argsort(-scores, kind="stable")[:sentences]:
-        number, index, _ = split[position]
-        keep.setdefault(number, set()).update(range(index - window, index + window + 1))
+    for sentence in ranked[:sentences]:
+        keep.setdefault(sentence.number, set()).update(
+            range(sentence.position - window, sentence.position + window + 1)
+        )
     focused = []
     for number, passage in numbered:
         if number not in keep:

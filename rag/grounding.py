@@ -17,10 +17,24 @@ SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 MAX_SENTENCES = 3
 
 
+# What the prompt wraps passages and the question in; a small model sometimes copies it back.
+SCAFFOLDING = re.compile(
+    r"<\s?<\s?<|>\s?>\s?>|^\s*(?:passages?|question|answer|context)\s*:\s*"
+    r"|begin the answer with yes or no\.?",
+    re.IGNORECASE | re.MULTILINE,
+)
+PASSAGE_HEADER = re.compile(r"^\s*\[\d{1,2}\][^\n]*\n\s*<<<\s*$", re.MULTILINE)
+
+
+def clean_reply(reply: str) -> str:
+    """The reply without the prompt's own scaffolding (passage fences, headers, labels)."""
+    return SCAFFOLDING.sub(" ", PASSAGE_HEADER.sub(" ", reply)).strip()
+
+
 def tidy_reply(reply: str) -> str:
-    """Join hard-wrapped lines and drop the repeated sentences small models loop into."""
+    """Strip scaffolding, join hard-wrapped lines, drop the repeated sentences models loop into."""
     sentences: list[str] = []
-    for sentence in SENTENCE_END.split(" ".join(reply.split())):
+    for sentence in SENTENCE_END.split(" ".join(clean_reply(reply).split())):
         if sentence and sentence not in sentences:
             sentences.append(sentence)
     return " ".join(sentences[:MAX_SENTENCES])
@@ -38,6 +52,17 @@ def says_unknown(reply: str, abstain_text: str) -> bool:
 POLARITY = frozenset({"yes", "no", "not", "true", "false", "correct", "incorrect"})
 # How small models frame a reply ("The answer to this question is: ..."): no claim in them.
 FRAMING = frozenset({"answer", "question", "passage", "passages", "text", "according"})
+
+
+def has_content(reply: str) -> bool:
+    """At least one word that says something: not only symbols, emoji, citations or framing."""
+    return bool(content_words(reply) - FRAMING)
+
+
+def adds_nothing(reply: str, question: str) -> bool:
+    """The reply only restates the question: no verdict and no word the question lacks."""
+    words = content_words(reply) - FRAMING
+    return not (words & POLARITY) and not (words - content_words(question))
 
 
 def support(reply: str, passages: list[Passage], question: str = "") -> float:

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document as LCDocument
 from langchain_core.retrievers import BaseRetriever
@@ -77,15 +78,18 @@ def retrieve(
     rrf_k: int = 10,
     dense_weight: float = 0.5,
     where: dict[str, str] | None = None,
+    vector: np.ndarray | None = None,
 ) -> list[Passage]:
     """The k best passages for a query, best first; `where` keeps chunks whose doc_id/title
-    equal the given values (searching deeper so that k can still be filled)."""
+    equal the given values (searching deeper so that k can still be filled). `vector` is the
+    query's embedding when the caller has it already."""
     if not query.strip():
         raise InputError("the query is empty")
     unknown = set(where or {}) - FILTER_FIELDS
     if unknown:
         raise InputError(f"cannot filter on {sorted(unknown)}: use {sorted(FILTER_FIELDS)}")
-    vector = embedder.encode([query])[0]
+    if vector is None:
+        vector = embedder.encode([query])[0]
     depth = max(candidates, k) * (10 if where else 1)
     wanted = depth if where else k
     if mode == "dense":
