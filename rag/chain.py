@@ -178,18 +178,27 @@ class Pipeline:
             turn.timings["rerank_ms"] = _ms(start)
 
     def _gate(self, turn: Turn) -> None:
-        """Refuse before generating when no passage is relevant: nothing to answer from."""
+        """Refuse before generating when no passage is relevant: nothing to answer from.
+
+        Relevance is judged on the passages (dense similarity, the names asked about) and on
+        their best sentence: a question about a document missing from the index still finds
+        passages on its topic, but rarely a sentence that matches it closely.
+        """
         s, passages = self.settings, turn.passages
         if max((p.similarity for p in passages), default=0.0) < s.min_score:
             turn.refusal = "no passage scored above min_score" if passages else "the index is empty"
         elif s.check_names and (missing := unmentioned_names(turn.question, passages)):
             turn.refusal = f"no passage mentions {', '.join(missing)}"
+        else:
+            turn.ranked = rank_sentences(
+                turn.question, passages, self.embedder, s.focus_lexical_weight, turn.vector
+            )
+            best = turn.ranked[0].score if turn.ranked else 0.0
+            if best < s.min_sentence_score:
+                turn.refusal = f"no sentence matched the question closely ({best:.2f})"
 
     def _focus(self, turn: Turn) -> list[tuple[int, Passage]]:
         s = self.settings
-        turn.ranked = rank_sentences(
-            turn.question, turn.passages, self.embedder, s.focus_lexical_weight, turn.vector
-        )
         return focus_passages(
             turn.question,
             turn.passages,

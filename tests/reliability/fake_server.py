@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--index", action="append", required=True)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    settings = Settings(embedder="fake-bow", min_score=0.3)
+    settings = Settings(embedder="fake-bow", min_score=0.3, min_sentence_score=0.0)
     peak = os.environ.get("RAG_TEST_PEAK_FILE")
     tokenizer = WordTokenizer()
     generator = Generator(

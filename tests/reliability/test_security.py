@@ -137,7 +137,9 @@ def error_responses(setup, tmp_path) -> dict[str, object]:  # noqa: F811
         out["401"] = client.post("/ask", json=ASK)
     auth = {"x-api-key": KEY}
     root, embedder = setup
-    settings = Settings(index_root=root, embedder="fake-bow", min_score=0.3, api_key=KEY)
+    settings = Settings(
+        index_root=root, embedder="fake-bow", min_score=0.3, min_sentence_score=0.0, api_key=KEY
+    )
 
     def exploding(service: ServiceState) -> None:
         service.served["tiny"] = ServedIndex(service.settings, "tiny", embedder, Exploding())

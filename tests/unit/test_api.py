@@ -69,7 +69,9 @@ def setup(tiny_corpus: Path, tmp_path: Path, fake_embedder):
 
 def make_client(setup, generator=None, **overrides) -> TestClient:
     root, embedder = setup
-    settings = Settings(index_root=root, embedder="fake-bow", min_score=0.3, **overrides)
+    settings = Settings(
+        index_root=root, embedder="fake-bow", min_score=0.3, min_sentence_score=0.0, **overrides
+    )
     generator = generator or FakeGenerator()
 
     def loader(service: ServiceState) -> None:
