@@ -88,6 +88,7 @@ class Turn:
     passages: list[Passage] = field(default_factory=list)
     refusal: str | None = None  # the gate's reason: nothing relevant, no generation
     ranked: list[Sentence] = field(default_factory=list)
+    shown: list[tuple[int, Passage]] = field(default_factory=list)  # what the model was given
     messages: list[dict[str, str]] | None = None
     draft: str | None = None
     reply: str | None = None
@@ -199,7 +200,7 @@ class Pipeline:
 
     def _focus(self, turn: Turn) -> list[tuple[int, Passage]]:
         s = self.settings
-        return focus_passages(
+        turn.shown = focus_passages(
             turn.question,
             turn.passages,
             self.embedder,
@@ -208,6 +209,7 @@ class Pipeline:
             s.focus_lexical_weight,
             ranked=turn.ranked,
         )
+        return turn.shown
 
     def _prompt(self, turn: Turn, shown: list[tuple[int, Passage]]) -> None:
         messages = PROMPT.invoke(
@@ -245,9 +247,13 @@ class Pipeline:
         elif adds_nothing(reply, turn.question):
             turn.reason = "the model's reply only restated the question"
         else:
-            turn.support = support(reply, turn.passages, turn.question)
+            # Against what the model was shown: a draft that strays from its sentence has
+            # stopped copying and started guessing, even when other passages share its words.
+            turn.support = support(reply, [p for _, p in turn.shown], turn.question)
             if turn.support < s.min_support:
-                turn.reason = f"only {turn.support:.0%} of the answer's words occur in the passages"
+                turn.reason = (
+                    f"only {turn.support:.0%} of the answer's words occur in the passages shown"
+                )
         if turn.reason is None:
             turn.reply = reply
             return

@@ -159,6 +159,8 @@ def ask_command(
     typer.echo(answer.answer)
     if answer.abstained:
         typer.echo(f"  ({answer.reason})")
+    elif answer.quoted:
+        typer.echo(f"  (quoted from the passages: {answer.reason})")
     typer.echo("\nsources:" if answer.sources else "\nno passages found")
     for src in answer.sources:
         mark = "*" if src.cited else " "

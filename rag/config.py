@@ -78,7 +78,9 @@ class Settings(BaseSettings):
     min_sentence_score: float = Field(
         0.8, description="best sentence's cosine + lexical bonus below this: abstain"
     )
-    min_support: float = Field(0.5, ge=0, le=1, description="share of answer words in passages")
+    min_support: float = Field(
+        1.0, ge=0, le=1, description="share of the answer's words in the sentences shown"
+    )
     abstain_text: str = "I don't know."
     # Sentence selection before generation (rag/focus.py); 0 shows the model whole passages.
     check_names: bool = Field(True, description="abstain when no passage names what is asked")

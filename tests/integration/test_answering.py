@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag.chain import Pipeline
+from rag.grounding import has_content
 
 from .conftest import sample_questions
 
@@ -32,6 +33,7 @@ def test_most_sample_questions_are_answered_correctly(pipeline: Pipeline) -> Non
     correct = 0
     for question, expected, doc_id in sample_questions():
         answer = pipeline.ask(question)
+        assert has_content(answer.answer) and "<<<" not in answer.answer, answer.answer
         if expected.lower() in answer.answer.lower():
             correct += 1
             assert doc_id in [s.doc_id for s in answer.sources if s.cited], question
