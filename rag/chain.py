@@ -16,7 +16,7 @@ from rag.config import RetrievalMode, Settings
 from rag.embeddings import Embedder
 from rag.errors import InputError
 from rag.focus import focus_passages
-from rag.generation import Generator, TransformersChatModel
+from rag.generators import ChatGenerator, GeneratorChatModel
 from rag.grounding import (
     cited_numbers,
     says_unknown,
@@ -102,7 +102,7 @@ class Pipeline:
     """The loaded pieces (index, embedder, generator) and the chain that joins them."""
 
     def __init__(
-        self, index: Index, embedder: Embedder, generator: Generator | None, settings: Settings
+        self, index: Index, embedder: Embedder, generator: ChatGenerator | None, settings: Settings
     ) -> None:
         index.check_embedder(embedder.name, embedder.dimension)
         self.index = index
@@ -197,10 +197,10 @@ class Pipeline:
             for m in state["messages"].to_messages()
         ]
 
-    def _model(self, **generation: Any) -> TransformersChatModel:
+    def _model(self, **generation: Any) -> GeneratorChatModel:
         if self.generator is None:
             raise InputError("this pipeline was loaded without a generator")
-        return TransformersChatModel(generator=self.generator, **generation)
+        return GeneratorChatModel(generator=self.generator, **generation)
 
     def _retrieve(self, retriever: IndexRetriever, question: str) -> dict[str, Any]:
         start = time.perf_counter()
@@ -306,12 +306,12 @@ def open_pipeline(
     name: str,
     *,
     embedder: Embedder | None = None,
-    generator: Generator | None = None,
+    generator: ChatGenerator | None = None,
     with_generator: bool = True,
 ) -> Pipeline:
     """Load an index (verified) and the models it needs; cheap checks run before slow loads."""
     from rag.embeddings import load_embedder
-    from rag.generation import load_generator
+    from rag.generators import load_generator
     from rag.store import load_index
 
     index = load_index(settings.index_root, name)

@@ -49,6 +49,9 @@ class FakeGenerator:
             passage = re.search(r"<<<\n(.*?)\n>>>", messages[-1]["content"], re.S)
             return passage.group(1).split(".")[0] + ". [1]" if passage else "I don't know."
 
+    def count_text_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text)["input_ids"])
+
     def stream(self, messages, **options):
         yield from re.findall(r"\S+\s*", self.generate(messages, **options))
 
