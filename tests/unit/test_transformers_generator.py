@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rag.generators import transformers as backend
 from rag.config import Settings
+from rag.generators import transformers as backend
 
 GGUF = "model.gguf"
 
