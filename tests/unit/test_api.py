@@ -34,6 +34,7 @@ class FakeGenerator:
     """Answers with the first sentence of passage [1], after `delay` seconds."""
 
     name = "fake-generator"
+    backend = "fake"
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
@@ -243,10 +244,12 @@ def test_health_ready_indexes_and_page(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready" and ready["versions"]["tiny"].startswith("v-")
+    assert ready["generator"] == {"name": "fake-generator", "backend": "fake"}
     (info,) = client.get("/indexes").json()
     assert (
         info["name"] == "tiny" and info["documents"] == 4 and info["generator"] == "fake-generator"
     )
+    assert info["generator_backend"] == "fake"
     page = client.get("/")
     assert page.status_code == 200 and 'id="question"' in page.text
     assert "/ask" in client.get("/openapi.json").json()["paths"]
