@@ -186,7 +186,7 @@ class OnnxGenerator(WorkerGenerator):
         return len(self._ids(messages))
 
     def count_text_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text)["input_ids"])
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def chat_prompt(self, messages: Chat) -> str:
         return self.tokenizer.apply_chat_template(

@@ -62,9 +62,10 @@ class TransformersGenerator(WorkerGenerator):
             "max_new_tokens": max_new_tokens or self.max_new_tokens,
             "do_sample": sample is not None,
             "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-            "stop_strings": list(STOP_STRINGS),
             "tokenizer": self.tokenizer,
         }
+        if STOP_STRINGS:
+            options["stop_strings"] = list(STOP_STRINGS)
         if sample is not None:
             options["temperature"] = sample
         else:  # silence warnings about sampling settings in the model's generation config
@@ -75,7 +76,7 @@ class TransformersGenerator(WorkerGenerator):
         return int(self._inputs(messages)["input_ids"].shape[1])
 
     def count_text_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text)["input_ids"])
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def chat_prompt(self, messages: Chat) -> str:
         return self.tokenizer.apply_chat_template(

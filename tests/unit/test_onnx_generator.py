@@ -36,7 +36,7 @@ class PieceTokenizer:
         text = " ".join(m["content"] for m in messages)
         return text if not tokenize else list(range(1, 1 + len(text.split())))
 
-    def __call__(self, text: str) -> dict[str, list[int]]:
+    def __call__(self, text: str, **_) -> dict[str, list[str]]:
         return {"input_ids": text.split()}
 
 
@@ -115,6 +115,7 @@ def test_stream_yields_the_same_text_in_pieces(monkeypatch):
     pieces = list(gen.stream(CHAT))
     assert pieces == ["Paris", " is", " the", " capital", "."]
     assert gen.generate_batch([CHAT, CHAT]) == ["Paris is the capital."] * 2
+    assert gen.count_tokens(CHAT) == 6 and gen.count_text_tokens("Paris is") == 2
 
 
 def test_sampling_options_reach_the_engine_only_when_asked(monkeypatch):

@@ -99,3 +99,22 @@ def test_no_cache_unless_asked(source, tmp_path):
     backend.load_transformers(settings(folder, tmp_path, cache=False))
     assert loads == [str(folder), str(folder)]
     assert not (tmp_path / "cache").exists()
+
+
+def test_complete_reports_tokens_and_why_it_stopped(monkeypatch):
+    monkeypatch.setattr(backend, "STOP_STRINGS", ())  # a word-level vocabulary cannot match them
+    tokenizer, model = tiny_model_and_tokenizer()
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
+    head = torch.nn.Linear(8, 4)  # "world" (3) is always the next token: never <eos>
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 10.0]))
+    model.lm_head = head
+    generator = backend.TransformersGenerator(model, tokenizer, "tiny", Settings())
+    chat = [{"role": "user", "content": "hello world hello"}]
+    result = generator.complete(chat, max_new_tokens=3)
+    assert result.prompt_tokens == generator.count_tokens(chat) == 3
+    assert (result.completion_tokens, result.finish_reason) == (3, "length")
+    assert result.text == "world world world"
+    assert generator.torch_model is model
+    assert generator.with_model(model, "copy").tokenizer is tokenizer
