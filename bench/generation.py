@@ -64,7 +64,7 @@ def grounded_chats(count: int) -> list[list[dict[str, str]]]:
     from rag.prompt import SYSTEM, USER, answer_hint
 
     docs = {d["id"]: d for d in map(json.loads, (PEOPLE / "corpus.jsonl").open())}
-    questions = [json.loads(line) for line in (PEOPLE / "test.jsonl").open()]
+    questions = [q for q in map(json.loads, (PEOPLE / "test.jsonl").open()) if q["doc_id"]]
     step = max(1, len(questions) // count)
     chats = []
     for q in questions[::step][:count]:
