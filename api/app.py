@@ -26,7 +26,7 @@ OFFLINE = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 def load_models_and_indexes(service: ServiceState) -> None:
     """Load the embedder and generator once, then every served index with them."""
     from rag.embeddings import load_embedder
-    from rag.generation import load_generator
+    from rag.generators import load_generator
 
     embedder = load_embedder(service.settings)
     generator = load_generator(service.settings)

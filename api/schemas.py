@@ -75,6 +75,7 @@ class IndexInfo(BaseModel):
     chunks: int
     embedder: str
     generator: str | None
+    generator_backend: str | None = None  # transformers or onnx: never a silent fallback
     updated_at: str | None
     last_error: str | None = None
 

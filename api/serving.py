@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
@@ -13,14 +12,10 @@ from rag.chain import Pipeline, open_pipeline
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.errors import RagError
-from rag.generation import Generator
+from rag.generators import ChatGenerator, GenerationQueue, QueueFull  # noqa: F401 (re-exported)
 from rag.store import CURRENT, index_dir
 
 log = logging.getLogger(__name__)
-
-
-class QueueFull(RagError):
-    """Too many generations waiting: the client should retry later (503)."""
 
 
 class ServedIndex:
@@ -32,7 +27,7 @@ class ServedIndex:
     """
 
     def __init__(
-        self, settings: Settings, name: str, embedder: Embedder, generator: Generator | None
+        self, settings: Settings, name: str, embedder: Embedder, generator: ChatGenerator | None
     ) -> None:
         self.settings, self.name = settings, name
         self.embedder, self.generator = embedder, generator
@@ -68,33 +63,6 @@ class ServedIndex:
             return
         self.pipeline, self.last_error, self._failed_version = pipeline, None, None
         log.info("now serving %s %s", self.name, pipeline.index.version)
-
-
-class GenerationQueue:
-    """Admits one running generation plus `waiting` queued ones; beyond that, QueueFull."""
-
-    def __init__(self, waiting: int) -> None:
-        self.limit = waiting + 1
-        self.active = 0
-        self.lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def slot(self) -> Iterator[None]:
-        self.acquire()
-        try:
-            yield
-        finally:
-            self.release()
-
-    def acquire(self) -> None:
-        with self.lock:
-            if self.active >= self.limit:
-                raise QueueFull(f"{self.active} questions are already being answered or waiting")
-            self.active += 1
-
-    def release(self) -> None:
-        with self.lock:
-            self.active -= 1
 
 
 def detached_stream(

@@ -60,7 +60,7 @@ def stream_rate(generator, messages) -> tuple[float, float, int]:
             first = time.perf_counter()
         pieces.append(piece)
     end = time.perf_counter()
-    tokens = len(generator.tokenizer("".join(pieces), add_special_tokens=False)["input_ids"])
+    tokens = generator.count_text_tokens("".join(pieces))
     first = first or end
     return first - start, (tokens - 1) / (end - first) if end > first else 0.0, tokens
 

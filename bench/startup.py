@@ -38,7 +38,7 @@ def ask_in_new_process(env: dict[str, str]) -> tuple[float, dict]:
 def run(quick: bool) -> dict:
     quiet()
     from rag.config import Settings
-    from rag.generation import load_generator
+    from rag.generators import load_generator
     from rag.indexing import index_corpus
 
     scratch = Path(tempfile.mkdtemp(prefix="rag-bench-startup-"))

@@ -21,7 +21,7 @@ from rag.embeddings import Embedder
 from rag.errors import InputError
 from rag.evidence import quote
 from rag.focus import Sentence, focus_passages, rank_sentences
-from rag.generation import Generator
+from rag.generators import ChatGenerator
 from rag.grounding import (
     adds_nothing,
     cited_numbers,
@@ -70,6 +70,8 @@ class Answer:
     draft: str | None = None
     support: float | None = None
     quoted: bool = False
+    # prompt_tokens (passages included), completion_tokens, finish_reason: what OpenAI reports
+    usage: dict[str, Any] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -96,6 +98,7 @@ class Turn:
     support: float | None = None
     quoted: bool = False
     cited: list[int] = field(default_factory=list)
+    usage: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -140,7 +143,7 @@ class Pipeline:
         self,
         index: Index,
         embedder: Embedder,
-        generator: Generator | None,
+        generator: ChatGenerator | None,
         settings: Settings,
         reranker: Reranker | None = None,
     ) -> None:
@@ -232,8 +235,21 @@ class Pipeline:
                 pieces.append(piece)
                 yield piece
             turn.draft = "".join(pieces)
+            made = generator.count_text_tokens(turn.draft)
+            limit = generation.get("max_new_tokens") or self.settings.max_new_tokens
+            turn.usage = {
+                "prompt_tokens": generator.count_tokens(turn.messages),
+                "completion_tokens": made,
+                "finish_reason": "length" if made >= limit else "stop",
+            }
         else:
-            turn.draft = generator.generate(turn.messages, **generation)
+            result = generator.complete(turn.messages, **generation)
+            turn.draft = result.text
+            turn.usage = {
+                "prompt_tokens": result.prompt_tokens,
+                "completion_tokens": result.completion_tokens,
+                "finish_reason": result.finish_reason,
+            }
         turn.timings["generate_ms"] = _ms(start)
 
     def _check(self, turn: Turn) -> None:
@@ -317,6 +333,7 @@ class Pipeline:
             draft=turn.draft if (abstained or turn.quoted) else None,
             support=None if turn.support is None else round(turn.support, 3),
             quoted=turn.quoted,
+            usage=turn.usage,
         )
 
     def ask(
@@ -412,7 +429,7 @@ class Pipeline:
         self._rerank(turn)
         return make_sources(turn.passages, [])
 
-    def _generator(self) -> Generator:
+    def _generator(self) -> ChatGenerator:
         if self.generator is None:
             raise InputError("this pipeline was loaded without a generator")
         return self.generator
@@ -423,12 +440,12 @@ def open_pipeline(
     name: str,
     *,
     embedder: Embedder | None = None,
-    generator: Generator | None = None,
+    generator: ChatGenerator | None = None,
     with_generator: bool = True,
 ) -> Pipeline:
     """Load an index (verified) and the models it needs; cheap checks run before slow loads."""
     from rag.embeddings import load_embedder
-    from rag.generation import load_generator
+    from rag.generators import load_generator
     from rag.rerank import load_reranker
     from rag.store import load_index
 

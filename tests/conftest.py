@@ -61,6 +61,25 @@ class FakeEmbedder:
         return out
 
 
+class FakeGeneration:
+    """The ChatGenerator protocol's other methods, for fakes that only script `generate`."""
+
+    backend = "fake"
+
+    def complete(self, messages, **options):
+        from rag.generators import Generation
+
+        text = self.generate(messages, **options)
+        prompt = self.count_tokens(messages)
+        return Generation(text, prompt, self.count_text_tokens(text), "stop")
+
+    def count_tokens(self, messages) -> int:
+        return sum(len(m["content"].split()) for m in messages)
+
+    def count_text_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
 @pytest.fixture
 def fake_embedder() -> FakeEmbedder:
     return FakeEmbedder()

@@ -67,9 +67,9 @@ def chat_completions(body: ChatRequest, service: State):
         answer: Answer = pipeline.ask(question, **options(body, service))
     data = answer.as_dict()
     content = answer.answer + sources_line(data["sources"])
-    tokenizer = pipeline.generator.tokenizer if pipeline.generator else None
-    completion = len(tokenizer(content)["input_ids"]) if tokenizer else 0
-    prompt = len(tokenizer(question)["input_ids"]) if tokenizer else 0
+    generator = pipeline.generator
+    completion = generator.count_text_tokens(content) if generator else 0
+    prompt = generator.count_text_tokens(question) if generator else 0
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",

@@ -32,7 +32,11 @@ def readyz(service: State) -> JSONResponse:
         return JSONResponse(body, 503, {"Retry-After": "5"}, "application/problem+json")
     errors = {name: redact(s.last_error) for name, s in service.served.items() if s.last_error}
     versions = {name: s.current().index.version for name, s in service.served.items()}
-    return JSONResponse({"status": "ready", "versions": versions, "errors": errors})
+    generator = next((s.generator for s in service.served.values() if s.generator), None)
+    running = {"name": generator.name, "backend": generator.backend} if generator else None
+    return JSONResponse(
+        {"status": "ready", "versions": versions, "errors": errors, "generator": running}
+    )
 
 
 @router.get(
@@ -52,6 +56,7 @@ def indexes(service: State) -> list[IndexInfo]:
                 chunks=manifest["counts"]["chunks"],
                 embedder=manifest["embedder"]["name"],
                 generator=pipeline.generator.name if pipeline.generator else None,
+                generator_backend=pipeline.generator.backend if pipeline.generator else None,
                 updated_at=manifest.get("updated_at"),
                 last_error=redact(service.served[name].last_error or "") or None,
             )

@@ -91,7 +91,7 @@ def fine_tune(
     show_progress: bool = True,
 ) -> tuple[object, FineTuneResult]:
     """Train a copy of `base` (default: the generator's model); returns (model, result)."""
-    base = base if base is not None else generator.model
+    base = base if base is not None else generator.torch_model
     out = (
         Path(cache_dir)
         / f"{config.recipe}-{config.method}-{cache_key(config, generator.name, examples)}"

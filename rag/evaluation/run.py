@@ -26,7 +26,7 @@ from rag.evaluation.memory import PeakMemory
 from rag.evaluation.metrics import bootstrap, containment, exact_match, f1_score, paired_bootstrap
 from rag.evaluation.retrieval import recall_at_k, reciprocal_rank, unique_in_order
 from rag.evaluation.systems import SYSTEMS, ClosedBook, Prediction, Retrieval
-from rag.generation import Generator
+from rag.generators import ChatGenerator
 from rag.indexing import index_corpus
 from rag.progress import progress
 from rag.store import load_index
@@ -79,7 +79,7 @@ def run_evaluation(
     out: Path,
     settings: Settings,
     embedder: Embedder,
-    generator: Generator,
+    generator: ChatGenerator,
     *,
     systems: tuple[str, ...] = SYSTEMS,
     limit: int | None = None,
@@ -105,7 +105,7 @@ def run_evaluation(
     shutil.rmtree(settings.index_root, ignore_errors=True)
     results: dict[str, Any] = {"prepare": {}, "systems": {}, "new_knowledge": {}}
 
-    def new_pipeline(model_generator: Generator) -> Pipeline:
+    def new_pipeline(model_generator: ChatGenerator) -> Pipeline:
         index = load_index(settings.index_root, "eval")
         return Pipeline(index, embedder, model_generator, settings)
 
@@ -135,8 +135,8 @@ def run_evaluation(
         cache = work / "finetune" if retrain else out.parent / ".finetune-cache"
         tuned, result = fine_tune(generator, examples, ft, cache, show_progress=show_progress)
         results["prepare"]["finetune"] = asdict(result) | {"config": asdict(ft)}
-        generators["ft"] = generators["ft+rag"] = Generator(
-            tuned, generator.tokenizer, f"{generator.name} + {ft.recipe}/{ft.method}", settings
+        generators["ft"] = generators["ft+rag"] = generator.with_model(
+            tuned, f"{generator.name} + {ft.recipe}/{ft.method}"
         )
 
     runners = {}
@@ -263,7 +263,7 @@ class Experiment:
 
 
 def new_knowledge(
-    e: Experiment, generator: Generator, tuned: Any, with_rag: bool
+    e: Experiment, generator: ChatGenerator, tuned: Any, with_rag: bool
 ) -> dict[str, Any]:
     """Add the held-out documents, time what each system needs, and score it on them."""
     out: dict[str, Any] = {}
@@ -294,7 +294,7 @@ def new_knowledge(
             base=tuned,
             show_progress=e.show_progress,
         )
-        tuned_more = Generator(model, generator.tokenizer, "ft+new", e.settings)
+        tuned_more = generator.with_model(model, "ft+new")
         runner = ClosedBook("ft", tuned_more, e.settings.abstain_text)
         out["ft"] = {
             "seconds": result.seconds,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from rag.chain import Pipeline
 from rag.evaluation.finetune import CLOSED_BOOK
-from rag.generation import Generator
+from rag.generators import ChatGenerator
 from rag.grounding import says_unknown, tidy_reply
 
 SYSTEMS = ("closed", "rag", "ft", "ft+rag")
@@ -29,7 +29,7 @@ class Prediction:
 class ClosedBook:
     """The model alone, asked the question with the same closed-book prompt as ft training."""
 
-    def __init__(self, name: str, generator: Generator, abstain_text: str) -> None:
+    def __init__(self, name: str, generator: ChatGenerator, abstain_text: str) -> None:
         self.name, self.generator, self.abstain_text = name, generator, abstain_text
 
     def answer(self, question_id: str, question: str) -> Prediction:

@@ -20,7 +20,7 @@ import pytest
 from rag.chain import Pipeline
 from rag.config import Settings
 from rag.embeddings import Embedder, load_embedder
-from rag.generation import Generator, load_generator
+from rag.generators import ChatGenerator, load_generator
 from rag.indexing import index_corpus
 from rag.store import load_index
 
@@ -112,7 +112,7 @@ def embedder(settings: Settings) -> Embedder:
 
 
 @pytest.fixture(scope="session")
-def generator(settings: Settings) -> Generator:
+def generator(settings: Settings) -> ChatGenerator:
     return load_generator(settings)
 
 

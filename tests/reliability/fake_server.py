@@ -1,6 +1,6 @@
 """`rag serve` with fake models under real uvicorn: the real app, queue and generator thread.
 
-The embedder is the fake bag-of-words one; the generator is rag's real `Generator` (one
+The embedder is the fake bag-of-words one; the generator is rag's real `TransformersGenerator` (one
 generation thread, deadlines) driving a fake model that answers with the first sentence of
 passage [1]. It sleeps 0.02 s, 0.3 s when the question is about "gamma", and until the
 deadline when it is about "alpha". It records the most generations it ever ran at once in the
@@ -25,7 +25,7 @@ from api.app import create_app
 from api.deps import ServiceState
 from api.serving import ServedIndex
 from rag.config import Settings
-from rag.generation import Generator
+from rag.generators.transformers import TransformersGenerator
 from tests.conftest import FakeEmbedder
 
 
@@ -102,7 +102,7 @@ def main() -> None:
     settings = Settings(embedder="fake-bow", min_score=0.3, min_sentence_score=0.0)
     peak = os.environ.get("RAG_TEST_PEAK_FILE")
     tokenizer = WordTokenizer()
-    generator = Generator(
+    generator = TransformersGenerator(
         SlowModel(tokenizer, Path(peak) if peak else None), tokenizer, "slow", settings
     )
     embedder = FakeEmbedder()

@@ -22,6 +22,7 @@ from api.serving import ServedIndex
 from rag.chain import Pipeline
 from rag.indexing import index_corpus
 from rag.store import load_index
+from tests.conftest import FakeGeneration
 
 from ..conftest import SAMPLE
 from ..integration.conftest import embedder, generator, settings  # noqa: F401
@@ -140,7 +141,7 @@ def test_injected_instructions_never_leak_secrets_and_answers_cite(
     assert rate <= 0.5, f"the model obeyed {obeyed}"
 
 
-class RecordingGenerator:
+class RecordingGenerator(FakeGeneration):
     """Keeps the messages the model would see; answers that it does not know."""
 
     name = "recorder"

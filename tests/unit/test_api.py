@@ -21,6 +21,7 @@ from rag.config import Settings
 from rag.documents import load_corpus
 from rag.errors import GenerationTimeout
 from rag.indexing import sync_index
+from tests.conftest import FakeGeneration
 
 from .test_store import chunker
 
@@ -30,10 +31,11 @@ class FakeTokenizer:
         return {"input_ids": text.split()}
 
 
-class FakeGenerator:
+class FakeGenerator(FakeGeneration):
     """Answers with the first sentence of passage [1], after `delay` seconds."""
 
     name = "fake-generator"
+    backend = "fake"
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
@@ -48,6 +50,9 @@ class FakeGenerator:
             time.sleep(self.delay)
             passage = re.search(r"<<<\n(.*?)\n>>>", messages[-1]["content"], re.S)
             return passage.group(1).split(".")[0] + ". [1]" if passage else "I don't know."
+
+    def count_text_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text)["input_ids"])
 
     def stream(self, messages, **options):
         yield from re.findall(r"\S+\s*", self.generate(messages, **options))
@@ -242,10 +247,12 @@ def test_health_ready_indexes_and_page(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready" and ready["versions"]["tiny"].startswith("v-")
+    assert ready["generator"] == {"name": "fake-generator", "backend": "fake"}
     (info,) = client.get("/indexes").json()
     assert (
         info["name"] == "tiny" and info["documents"] == 4 and info["generator"] == "fake-generator"
     )
+    assert info["generator_backend"] == "fake"
     page = client.get("/")
     assert page.status_code == 200 and 'id="question"' in page.text
     assert "/ask" in client.get("/openapi.json").json()["paths"]

@@ -15,13 +15,14 @@ from rag.focus import Sentence
 from rag.grounding import adds_nothing, clean_reply, has_content, tidy_reply
 from rag.indexing import sync_index
 from rag.store import load_index
+from tests.conftest import FakeGeneration
 
 from .test_store import chunker
 
 QUESTION = "What does Beta station keep?"
 
 
-class ScriptedGenerator:
+class ScriptedGenerator(FakeGeneration):
     """Replies with a fixed text; records the chats it was given."""
 
     name = "scripted"

@@ -1,4 +1,5 @@
-"""The dequantized-generator cache: used when the GGUF file is unchanged, rebuilt when it is not.
+"""The transformers backend: its dequantized-GGUF cache (used when the GGUF file is unchanged,
+rebuilt when it is not) and the Generation it reports.
 
 A tiny random Llama stands in for the dequantized SmolLM2, so no real model is loaded.
 """
@@ -10,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rag import generation
 from rag.config import Settings
+from rag.generators import transformers as backend
 
 GGUF = "model.gguf"
 
@@ -47,7 +48,7 @@ def source(tmp_path: Path, monkeypatch) -> tuple[Path, list[str]]:
     folder.mkdir()
     (folder / GGUF).write_bytes(b"version one")
     loads: list[str] = []
-    real = generation.load_pretrained
+    real = backend.load_pretrained
 
     def load(location: str, extra: dict[str, str]):
         loads.append(location)
@@ -56,7 +57,7 @@ def source(tmp_path: Path, monkeypatch) -> tuple[Path, list[str]]:
             return tiny_model_and_tokenizer()
         return real(location, extra)
 
-    monkeypatch.setattr(generation, "load_pretrained", load)
+    monkeypatch.setattr(backend, "load_pretrained", load)
     return folder, loads
 
 
@@ -71,8 +72,8 @@ def settings(folder: Path, tmp_path: Path, cache: bool = True) -> Settings:
 
 def test_second_load_reads_the_cache_with_the_same_weights(source, tmp_path):
     folder, loads = source
-    first = generation.load_generator(settings(folder, tmp_path))
-    second = generation.load_generator(settings(folder, tmp_path))
+    first = backend.load_transformers(settings(folder, tmp_path))
+    second = backend.load_transformers(settings(folder, tmp_path))
     assert loads[0] == str(folder)
     assert loads[1] != str(folder) and Path(loads[1]).parent == tmp_path / "cache"
     assert list(Path(loads[1]).glob("*.safetensors"))
@@ -85,16 +86,35 @@ def test_second_load_reads_the_cache_with_the_same_weights(source, tmp_path):
 
 def test_a_changed_gguf_file_is_dequantized_again(source, tmp_path):
     folder, loads = source
-    generation.load_generator(settings(folder, tmp_path))
+    backend.load_transformers(settings(folder, tmp_path))
     (folder / GGUF).write_bytes(b"version two")
-    generation.load_generator(settings(folder, tmp_path))
+    backend.load_transformers(settings(folder, tmp_path))
     assert loads == [str(folder), str(folder)]
     assert len([p for p in (tmp_path / "cache").iterdir() if p.is_dir()]) == 2
 
 
 def test_no_cache_unless_asked(source, tmp_path):
     folder, loads = source
-    generation.load_generator(settings(folder, tmp_path, cache=False))
-    generation.load_generator(settings(folder, tmp_path, cache=False))
+    backend.load_transformers(settings(folder, tmp_path, cache=False))
+    backend.load_transformers(settings(folder, tmp_path, cache=False))
     assert loads == [str(folder), str(folder)]
     assert not (tmp_path / "cache").exists()
+
+
+def test_complete_reports_tokens_and_why_it_stopped(monkeypatch):
+    monkeypatch.setattr(backend, "STOP_STRINGS", ())  # a word-level vocabulary cannot match them
+    tokenizer, model = tiny_model_and_tokenizer()
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
+    head = torch.nn.Linear(8, 4)  # "world" (3) is always the next token: never <eos>
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 10.0]))
+    model.lm_head = head
+    generator = backend.TransformersGenerator(model, tokenizer, "tiny", Settings())
+    chat = [{"role": "user", "content": "hello world hello"}]
+    result = generator.complete(chat, max_new_tokens=3)
+    assert result.prompt_tokens == generator.count_tokens(chat) == 3
+    assert (result.completion_tokens, result.finish_reason) == (3, "length")
+    assert result.text == "world world world"
+    assert generator.torch_model is model
+    assert generator.with_model(model, "copy").tokenizer is tokenizer
