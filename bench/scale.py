@@ -177,7 +177,6 @@ def build_index(
 def other_kind(work: Path, chosen: str, vectors: np.ndarray) -> dict[str, Any]:
     """The vectors file of the kind the store did not choose, for the side-by-side figures."""
     import faiss
-
     from rag.vectorstores import VECTORS, FaissBackend, describe, exact_index
 
     ids = np.arange(len(vectors), dtype=np.int64)
@@ -202,10 +201,10 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
     concurrent requests has no spare core to give one search anyway.
     """
     import faiss
+    from rag.vectorstores import FaissBackend
 
     from rag.retrieval import retrieve
     from rag.store import load_index
-    from rag.vectorstores import FaissBackend
 
     faiss.omp_set_num_threads(1)
     queries = np.load(args["queries"])

@@ -86,7 +86,7 @@ def pick_index(name: str | None, s: Settings) -> str:
 
     if name:
         return name
-    existing = list_indexes(s.index_root)
+    existing = list_indexes(s)
     if len(existing) == 1:
         return existing[0]
     choices = ", ".join(existing) if existing else "none yet: run `rag index <corpus>`"
@@ -206,7 +206,7 @@ def indexes_command(as_json: JsonOption = False) -> None:
     from rag.store import describe_indexes
 
     s = settings()
-    rows = describe_indexes(s.index_root)
+    rows = describe_indexes(s)
     if as_json:
         emit(rows)
         return
@@ -331,7 +331,7 @@ def serve_command(
     s = settings()
     names = [check_name(n) for n in index]
     for name in names:  # fail fast on a missing or broken index, before loading models
-        load_index(s.index_root, name).close()
+        load_index(s, name).close()
     uvicorn.run(create_app(s, names), host=host, port=port, log_level="info")
 
 

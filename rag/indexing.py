@@ -17,17 +17,16 @@ from rag.embeddings import Embedder, load_embedder, resolve_embedder
 from rag.errors import CorruptIndexError, InputError, RagError
 from rag.progress import bar, progress
 from rag.store import (
+    FaissBackend,
     Index,
+    LocalStore,
+    Store,
     VersionWriter,
     check_name,
-    index_dir,
-    load_index,
     now,
-    read_manifest,
-    remove_leftovers,
-    writer_lock,
+    open_store,
+    store_kind,
 )
-from rag.vectorstores import FaissBackend, VectorBackend, make_backend, vectors_entry
 
 log = logging.getLogger(__name__)
 EMBED_BATCH = 256
@@ -65,51 +64,45 @@ class SyncReport:
 
 def sync_index(
     corpus: Corpus,
-    root: Path,
+    store: Store | Path,
     name: str,
     embedder: Embedder,
     chunker: Chunker,
     *,
     rebuild: bool = False,
     show_progress: bool = True,
-    backend: VectorBackend | None = None,
+    backend: FaissBackend | None = None,
 ) -> SyncReport:
     """Make index `name` match the corpus: add new, re-embed changed, drop removed documents.
 
-    `backend` is where the vectors go: FAISS files by default (see `rag.vectorstores`).
+    `store` is where the index lives (`rag.store.open_store`); a path is a folder store whose
+    FAISS options `backend` gives.
     """
     started = time.perf_counter()
-    directory = index_dir(root, name)
-    backend = backend or FaissBackend()
-    with writer_lock(directory):
-        remove_leftovers(directory)
-        live = _live_vectors(directory)
-        if live is not None:
-            backend.prune(directory, live)  # what killed or superseded builds left behind
+    check_name(name)
+    if isinstance(store, (str, Path)):
+        store = LocalStore(Path(store), backend)
+    with store.lock(name):
+        store.clean(name)  # what killed builds left, and versions past their grace period
         base = None
-        if not rebuild and (directory / "CURRENT").exists():
-            base = load_index(root, name, dsn=getattr(backend, "dsn", None))
+        if not rebuild and store.live_version(name) is not None:
+            base = store.open(name)
         try:
             if base is not None:
-                _check_compatible(base, embedder, chunker, backend)
-            report = _apply(
-                corpus, directory, name, base, embedder, chunker, show_progress, started, backend
-            )
-            published = _live_vectors(directory)
-            if report.written and live is not None and published is not None:
-                backend.prune(directory, live + published)  # the previous one serves readers
+                _check_compatible(base, embedder, chunker, store)
+            report = _apply(corpus, store, name, base, embedder, chunker, show_progress, started)
         except (OSError, sqlite3.Error, RuntimeError) as exc:
             if not _disk_full(exc):
                 raise
             raise RagError(
-                f"no space left on device while writing index {name!r} in {directory}; "
+                f"no space left on device while writing index {name!r} in {store.where}; "
                 "the previous version is intact and still in service. Free some space and run "
                 "`rag index` again"
             ) from None
         finally:
             if base is not None:
                 base.close()
-            remove_leftovers(directory)  # a failed build, or the version CURRENT moved on from
+            store.clean(name)  # a failed build, or the version the index moved on from
     report.rebuilt = base is None
     report.seconds = time.perf_counter() - started
     return report
@@ -123,26 +116,13 @@ def _disk_full(exc: BaseException) -> bool:
     return "disk is full" in text or "no space left" in text
 
 
-def _live_vectors(directory: Path) -> list[dict[str, Any]] | None:
-    """The live version's vectors entry ([] when none); None when it cannot be read."""
-    if not (directory / "CURRENT").is_file():
-        return []
-    try:
-        live = (directory / "CURRENT").read_text().strip()
-        return [vectors_entry(read_manifest(directory / live))]
-    except (OSError, RagError):
-        return None
-
-
-def _check_compatible(
-    base: Index, embedder: Embedder, chunker: Chunker, backend: VectorBackend
-) -> None:
+def _check_compatible(base: Index, embedder: Embedder, chunker: Chunker, store: Store) -> None:
     base.check_embedder(embedder.name, embedder.dimension)
-    built_in = vectors_entry(base.manifest)["backend"]
-    if built_in != backend.name:
+    built_in = store_kind(base.manifest)
+    if built_in != store.kind:
         raise InputError(
-            f"index {base.name!r} keeps its vectors in {built_in}, settings now ask for "
-            f"{backend.name}; pass --rebuild to rebuild it there"
+            f"index {base.name!r} lives in the {built_in} store, settings now ask for "
+            f"{store.kind}; pass --rebuild to rebuild it there"
         )
     built = base.manifest["chunking"]
     wanted = {"chunk_size": chunker.chunk_size, "chunk_overlap": chunker.chunk_overlap}
@@ -155,14 +135,13 @@ def _check_compatible(
 
 def _apply(
     corpus: Corpus,
-    directory: Path,
+    store: Store,
     name: str,
     base: Index | None,
     embedder: Embedder,
     chunker: Chunker,
     show_progress: bool,
     started: float,
-    backend: VectorBackend,
 ) -> SyncReport:
     current = {doc.id: doc for doc in corpus.documents}
     new, changed, removed = diff_documents(base.manifest["documents"] if base else {}, current)
@@ -170,7 +149,7 @@ def _apply(
     if base is not None and not (new or changed or removed):
         return report
 
-    writer = VersionWriter(directory, base, backend)
+    writer = store.writer(name, base)
     try:
         report.chunks_removed = writer.remove_documents([d.id for d in changed] + removed)
         todo = new + changed
@@ -221,28 +200,25 @@ def _report(
 
 
 def check_up_to_date(
-    corpus: Corpus, root: Path, name: str, settings: Settings
+    corpus: Corpus, store: Store | Path, name: str, settings: Settings
 ) -> SyncReport | None:
     """A report when the index already matches corpus and settings, without loading a model.
 
     This keeps a no-change `rag index` to the cost of reading the corpus.
     """
-    directory = index_dir(root, name)
-    if not (directory / "CURRENT").is_file():
-        return None
+    store = open_store(store)
     try:
-        live = (directory / "CURRENT").read_text().strip()
-        manifest = read_manifest(directory / live)
+        manifest = store.live_manifest(check_name(name))
+        if manifest is None or not store.is_tidy(name):
+            return None  # a killed build left something: the locked path below cleans it
     except (OSError, CorruptIndexError):
         return None  # e.g. a writer just replaced that version: the locked path decides
-    if any(p.name not in {".lock", "CURRENT", live} for p in directory.iterdir()):
-        return None  # a killed build left files: the locked path below cleans them
     chunking = {"chunk_size": settings.chunk_size, "chunk_overlap": settings.chunk_overlap}
     if manifest["embedder"]["name"] != resolve_embedder(settings.embedder)[0]:
         return None
     if manifest.get("chunking") != chunking:
         return None
-    if vectors_entry(manifest)["backend"] != settings.vector_store:
+    if store_kind(manifest) != store.kind:
         return None
     current = {doc.id: doc for doc in corpus.documents}
     new, changed, removed = diff_documents(manifest["documents"], current)
@@ -262,7 +238,6 @@ def _embed_into(
     writer: VersionWriter, chunks: list[Chunk], embedder: Embedder, show_progress: bool
 ) -> None:
     """Embed in large batches and add them as they come, so memory stays bounded."""
-    writer.ensure_vectors(embedder.dimension)
     next_id = writer.next_id()
     with bar(len(chunks), desc="embedding", unit="chunk", show=show_progress) as meter:
         for start in range(0, len(chunks), EMBED_BATCH):
@@ -340,26 +315,21 @@ def index_corpus(
     rebuild: bool = False,
     show_progress: bool = True,
 ) -> SyncReport:
-    """Load a corpus and sync it into `settings.index_root/name` (the `rag index` command)."""
+    """Load a corpus and sync it into the store settings name (the `rag index` command)."""
     check_name(name)
     started = time.perf_counter()
     corpus = load_corpus(corpus_path)
-    if not rebuild and (report := check_up_to_date(corpus, settings.index_root, name, settings)):
+    store = open_store(settings)
+    if not rebuild and (report := check_up_to_date(corpus, store, name, settings)):
         report.seconds = time.perf_counter() - started
         return report
     embedder = embedder or load_embedder(settings)
     return sync_index(
         corpus,
-        settings.index_root,
+        store,
         name,
         embedder,
         make_chunker(embedder, settings),
         rebuild=rebuild,
         show_progress=show_progress,
-        backend=make_backend(
-            settings.vector_store,
-            exact_limit=settings.exact_limit,
-            nprobe=settings.nprobe,
-            dsn=settings.pg_dsn,
-        ),
     )

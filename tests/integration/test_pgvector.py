@@ -11,10 +11,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from rag.pgvector import table_prefix
 
 from rag.errors import CorruptIndexError
 from rag.indexing import index_corpus
-from rag.pgvector import table_prefix
 from rag.store import load_index
 
 from ..conftest import SAMPLE

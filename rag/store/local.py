@@ -1,9 +1,8 @@
-"""An index on disk: FAISS vectors, a SQLite chunk store with FTS5, and a JSON manifest.
+"""An index in a folder: FAISS vectors, a SQLite chunk store with FTS5, and a JSON manifest.
 
 Layout of `indexes/<name>/`:
     CURRENT              the name of the live version directory (replaced atomically)
-    v-<stamp>/           vectors.faiss, chunks.sqlite, manifest.json (checksums of the others);
-                         with the pgvector backend the vectors are a table named in the manifest
+    v-<stamp>/           vectors.faiss, chunks.sqlite, manifest.json (checksums of the others)
     .tmp-*/              a build in progress; removed by the next writer
     .lock                held by the one writer
 
@@ -15,40 +14,35 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
-import re
 import shutil
 import sqlite3
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rag.chunking import Chunk
-from rag.errors import (
-    CorruptIndexError,
-    IndexFormatError,
-    IndexLockedError,
-    IndexNotFoundError,
-    InputError,
+from rag.errors import CorruptIndexError, IndexLockedError, IndexNotFoundError
+from rag.store.base import ChunkRow, Index
+from rag.store.faiss_vectors import FaissBackend, VectorStore, VectorWriter, vectors_entry
+from rag.store.layout import (
+    CHUNKS,
+    CURRENT,
+    FORMAT_VERSION,
+    MANIFEST,
+    VECTORS,
+    index_dir,
+    new_version,
+    read_current,
+    read_manifest,
+    sha256_file,
+    store_kind,
+    summary,
 )
-from rag.vectorstores import (
-    FaissBackend,
-    VectorBackend,
-    VectorStore,
-    VectorWriter,
-    make_backend,
-    vectors_entry,
-)
-
-FORMAT_VERSION = 1
-VECTORS, CHUNKS, MANIFEST, CURRENT = "vectors.faiss", "chunks.sqlite", "manifest.json", "CURRENT"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 SCHEMA = """
 CREATE TABLE chunks (
@@ -60,41 +54,8 @@ CREATE VIRTUAL TABLE chunks_fts USING fts5(title, text, tokenize='porter unicode
 """
 
 
-def check_name(name: str) -> str:
-    """Index names become directory names: refuse anything that could leave `indexes/`."""
-    if not NAME_PATTERN.match(name) or ".." in name:
-        raise InputError(
-            f"invalid index name {name!r}: use letters, digits, '.', '_' or '-' "
-            "(no path separators, at most 64 characters)"
-        )
-    return name
-
-
-def list_indexes(root: Path) -> list[str]:
-    """Names of the indexes under root that have a live version."""
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if (p / CURRENT).is_file())
-
-
-def index_dir(root: Path, name: str) -> Path:
-    return Path(root) / check_name(name)
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-class Index:
-    """A loaded, verified, read-only version of an index."""
+class LocalIndex(Index):
+    """A version folder, loaded: memory-mapped vectors and the SQLite store on disk."""
 
     def __init__(
         self, name: str, path: Path, manifest: dict[str, Any], vectors: VectorStore, db
@@ -106,29 +67,13 @@ class Index:
         self.db: sqlite3.Connection = db
 
     @property
-    def version(self) -> str:
-        return self.manifest["version"]
-
-    @property
     def size(self) -> int:
         return self.vectors.size
 
-    def check_embedder(self, name: str, dimension: int) -> None:
-        """Refuse to mix vectors from two embedders: their spaces are unrelated."""
-        built = self.manifest["embedder"]
-        if built["name"] != name or int(built["dimension"]) != dimension:
-            raise IndexFormatError(
-                f"index {self.name!r} was built with embedder {built['name']} "
-                f"({built['dimension']} dims) but {name} ({dimension} dims) is configured; "
-                f"set RAG_EMBEDDER={built['name']} or rebuild with `rag index ... --rebuild`"
-            )
-
     def dense_search(self, query: np.ndarray, n: int) -> list[tuple[int, float]]:
-        """(chunk id, cosine) of the n nearest chunks (approximate above the exact limit)."""
         return self.vectors.search(query, n)
 
     def lexical_search(self, terms: list[str], n: int) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score, higher is better) for chunks matching any term."""
         if not terms:
             return []
         query = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
@@ -140,11 +85,9 @@ class Index:
         return [(int(r), float(s)) for r, s in rows]
 
     def similarity(self, query: np.ndarray, ids: list[int]) -> dict[int, float]:
-        """Cosine of the query with stored vectors, for hits found by the lexical side."""
         return self.vectors.similarity(query, ids)
 
     def chunks(self, ids: list[int]) -> dict[int, Chunk]:
-        """The stored chunks with these ids, keyed by id."""
         marks = ",".join("?" * len(ids))
         columns = "id, doc_id, chunk_no, start, end, title, text"
         query = f"SELECT {columns} FROM chunks WHERE id IN ({marks})"
@@ -155,45 +98,89 @@ class Index:
         self.vectors.close()
 
 
-def load_index(root: Path, name: str, *, dsn: str | None = None) -> Index:
-    """Load the live version of an index, verifying every file against the manifest.
+class LocalStore:
+    """Indexes as folders under `root` (the default store)."""
 
-    `dsn` is the database of an index whose vectors live in pgvector; RAG_PG_DSN when None.
-    """
-    directory = index_dir(root, name)
-    if not (directory / CURRENT).is_file():
-        existing = list_indexes(Path(root))
-        known = f"; existing indexes: {', '.join(existing)}" if existing else "; none exist yet"
-        raise IndexNotFoundError(
-            f"no index named {name!r} under {root}{known}. Build one with "
-            f"`rag index <corpus> --index {name}`"
-        )
-    for _attempt in range(3):
-        version = (directory / CURRENT).read_text().strip()
-        try:
-            return load_version(directory / version, name, dsn=dsn)
-        except CorruptIndexError:
-            # A writer may have published and removed this version between our two reads.
-            if (directory / CURRENT).read_text().strip() == version:
-                raise
-    raise CorruptIndexError(f"index {name!r} kept changing while loading; try again")
+    kind = "local"
+
+    def __init__(self, root: Path, vectors: FaissBackend | None = None) -> None:
+        self.root = Path(root)
+        self.vectors = vectors or FaissBackend()
+        self.where = str(self.root)
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / CURRENT).is_file())
+
+    def live_version(self, name: str) -> str | None:
+        return read_current(index_dir(self.root, name))
+
+    def live_manifest(self, name: str) -> dict[str, Any] | None:
+        version = self.live_version(name)
+        return read_manifest(index_dir(self.root, name) / version) if version else None
+
+    def is_tidy(self, name: str) -> bool:
+        directory = index_dir(self.root, name)
+        live = read_current(directory)
+        return all(p.name in {".lock", CURRENT, live} for p in directory.iterdir())
+
+    def open(self, name: str) -> LocalIndex:
+        """The live version, verifying every file against the manifest."""
+        directory = index_dir(self.root, name)
+        if not (directory / CURRENT).is_file():
+            existing = self.names()
+            known = f"; existing indexes: {', '.join(existing)}" if existing else "; none exist yet"
+            raise IndexNotFoundError(
+                f"no index named {name!r} under {self.root}{known}. Build one with "
+                f"`rag index <corpus> --index {name}`"
+            )
+        for _attempt in range(3):
+            version = (directory / CURRENT).read_text().strip()
+            try:
+                return load_version(directory / version, name, self.vectors)
+            except CorruptIndexError:
+                # A writer may have published and removed this version between our two reads.
+                if (directory / CURRENT).read_text().strip() == version:
+                    raise
+        raise CorruptIndexError(f"index {name!r} kept changing while loading; try again")
+
+    def lock(self, name: str) -> contextlib.AbstractContextManager[None]:
+        return writer_lock(index_dir(self.root, name))
+
+    def clean(self, name: str) -> None:
+        directory = index_dir(self.root, name)
+        if directory.is_dir():
+            remove_leftovers(directory)
+
+    def writer(self, name: str, base: Index | None) -> LocalWriter:
+        assert base is None or isinstance(base, LocalIndex)
+        return LocalWriter(index_dir(self.root, name), base, self.vectors)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """One summary per index from its manifest (cheap: no vectors are loaded)."""
+        rows: list[dict[str, Any]] = []
+        for name in self.names():
+            directory = self.root / name
+            try:
+                version = (directory / CURRENT).read_text().strip()
+                manifest = read_manifest(directory / version)
+            except (OSError, CorruptIndexError) as exc:
+                rows.append({"name": name, "error": str(exc)})
+                continue
+            size = sum(f.stat().st_size for f in (directory / version).iterdir() if f.is_file())
+            rows.append(summary(name, manifest, size / 1e6))
+        return rows
 
 
-def open_vectors(path: Path, manifest: dict[str, Any], dsn: str | None = None) -> VectorStore:
-    """The vectors of a version, from the backend its manifest names."""
-    entry = vectors_entry(manifest)
-    if entry["backend"] == "faiss":
-        return FaissBackend().open(path, entry)
-    if entry["backend"] == "pgvector" and dsn is None:
-        from rag.config import Settings
-
-        dsn = Settings().pg_dsn
-    return make_backend(entry["backend"], dsn=dsn).open(path, entry)
-
-
-def load_version(path: Path, name: str, *, dsn: str | None = None) -> Index:
+def load_version(path: Path, name: str, backend: FaissBackend | None = None) -> LocalIndex:
     manifest = read_manifest(path)
-    files = {CHUNKS} | ({VECTORS} if vectors_entry(manifest)["backend"] == "faiss" else set())
+    if store_kind(manifest) != "local" or vectors_entry(manifest)["backend"] != "faiss":
+        raise CorruptIndexError(
+            f"index version {path} keeps its vectors in {vectors_entry(manifest)['backend']}, "
+            "a layout this rag no longer reads; rebuild it with `rag index ... --rebuild`"
+        )
+    files = {CHUNKS, VECTORS}
     if set(manifest["files"]) != files:
         raise CorruptIndexError(f"index manifest {path / MANIFEST} lists unexpected files")
     for entry in path.iterdir():  # e.g. a planted pickle: nothing else belongs in a version
@@ -210,7 +197,7 @@ def load_version(path: Path, name: str, *, dsn: str | None = None) -> Index:
                 f"index file {file} does not match its checksum (truncated or altered); "
                 "rebuild the index with `rag index ... --rebuild`"
             )
-    vectors = open_vectors(path, manifest, dsn)
+    vectors = (backend or FaissBackend()).open(path, vectors_entry(manifest))
     db = sqlite3.connect(f"file:{path / CHUNKS}?mode=ro", uri=True, check_same_thread=False)
     try:
         (count,) = db.execute("SELECT count(*) FROM chunks").fetchone()
@@ -222,32 +209,11 @@ def load_version(path: Path, name: str, *, dsn: str | None = None) -> Index:
     if count != size or count != manifest["counts"]["chunks"]:
         db.close()
         vectors.close()
-        where = vectors_entry(manifest).get("table", path / VECTORS)
         raise CorruptIndexError(
-            f"{path / CHUNKS} holds {count} chunks but {where} holds {size} "
+            f"{path / CHUNKS} holds {count} chunks but {path / VECTORS} holds {size} "
             "vectors; rebuild the index"
         )
-    return Index(name, path, manifest, vectors, db)
-
-
-def read_manifest(path: Path) -> dict[str, Any]:
-    file = path / MANIFEST
-    try:
-        manifest = json.loads(file.read_text("utf-8"))
-        fmt = int(manifest["format_version"])
-        missing = [k for k in ("files", "counts", "embedder", "documents") if k not in manifest]
-        if missing:
-            raise KeyError(", ".join(missing))
-    except FileNotFoundError:
-        raise CorruptIndexError(f"index manifest {file} is missing; rebuild the index") from None
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise CorruptIndexError(f"index manifest {file} is unreadable ({exc})") from None
-    if fmt > FORMAT_VERSION:
-        raise IndexFormatError(
-            f"index at {path} has format version {fmt}, newer than this rag understands "
-            f"({FORMAT_VERSION}); upgrade rag or rebuild the index"
-        )
-    return manifest
+    return LocalIndex(name, path, manifest, vectors, db)
 
 
 @contextlib.contextmanager
@@ -269,7 +235,7 @@ def writer_lock(directory: Path) -> Iterator[None]:
 
 def remove_leftovers(directory: Path) -> list[str]:
     """Delete unfinished builds and versions that CURRENT no longer points at (writer only)."""
-    live = (directory / CURRENT).read_text().strip() if (directory / CURRENT).exists() else None
+    live = read_current(directory)
     removed = []
     for entry in directory.iterdir():
         stale = entry.name.startswith(".tmp-") or (
@@ -282,16 +248,16 @@ def remove_leftovers(directory: Path) -> list[str]:
     return removed
 
 
-class VersionWriter:
+class LocalWriter:
     """Builds a new version in a temporary directory and publishes it atomically."""
 
     def __init__(
-        self, directory: Path, base: Index | None, backend: VectorBackend | None = None
+        self, directory: Path, base: LocalIndex | None, backend: FaissBackend | None = None
     ) -> None:
         self.directory = directory
         self.tag = uuid.uuid4().hex[:12]
         self.tmp = directory / f".tmp-{self.tag}"
-        self.tmp.mkdir()
+        self.tmp.mkdir(parents=True)
         self.base = base
         self.backend = backend or FaissBackend()
         self.db = sqlite3.connect(self.tmp / CHUNKS)
@@ -331,7 +297,7 @@ class VersionWriter:
         (top,) = self.db.execute("SELECT coalesce(max(id), -1) FROM chunks").fetchone()
         return int(top) + 1
 
-    def add_chunks(self, rows: list[tuple], vectors: np.ndarray) -> None:
+    def add_chunks(self, rows: list[ChunkRow], vectors: np.ndarray) -> None:
         """rows: (id, doc_id, chunk_no, start, end, title, text), aligned with vectors."""
         self.ensure_vectors(vectors.shape[1])
         ids = np.array([r[0] for r in rows], dtype=np.int64)
@@ -350,9 +316,11 @@ class VersionWriter:
         self.db.commit()
         self.db.close()
         entry = self.vectors.save(self.tmp)
-        version = f"v-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
-        manifest = dict(manifest, version=version, format_version=FORMAT_VERSION, vectors=entry)
-        files = [f for f in (VECTORS, CHUNKS) if (self.tmp / f).is_file()]
+        version = new_version()
+        manifest = dict(
+            manifest, version=version, format_version=FORMAT_VERSION, store="local", vectors=entry
+        )
+        files = [VECTORS, CHUNKS]
         manifest["files"] = {f: sha256_file(self.tmp / f) for f in files}
         (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         for name in [*files, MANIFEST]:
@@ -381,32 +349,3 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def describe_indexes(root: Path) -> list[dict[str, Any]]:
-    """One summary per index from its manifest (cheap: no vectors are loaded)."""
-    rows: list[dict[str, Any]] = []
-    for name in list_indexes(Path(root)):
-        directory = Path(root) / name
-        try:
-            version = (directory / CURRENT).read_text().strip()
-            manifest = read_manifest(directory / version)
-        except (OSError, CorruptIndexError, IndexFormatError) as exc:
-            rows.append({"name": name, "error": str(exc)})
-            continue
-        size = sum(f.stat().st_size for f in (directory / version).iterdir() if f.is_file())
-        rows.append(
-            {
-                "name": name,
-                "version": version,
-                "documents": manifest["counts"]["documents"],
-                "chunks": manifest["counts"]["chunks"],
-                "embedder": manifest["embedder"]["name"],
-                "chunking": manifest.get("chunking"),
-                "created_at": manifest.get("created_at"),
-                "updated_at": manifest.get("updated_at"),
-                "build_seconds": manifest.get("last_build", {}).get("seconds", 0.0),
-                "size_mb": size / 1e6,
-            }
-        )
-    return rows
