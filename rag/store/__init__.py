@@ -45,6 +45,7 @@ __all__ = [
     "Store",
     "VersionWriter",
     "check_name",
+    "copy_index",
     "describe_indexes",
     "index_dir",
     "list_indexes",
@@ -102,3 +103,30 @@ def describe_indexes(source: Settings | Path | str | Store) -> list[dict[str, An
 def live_version(source: Settings | Path | str | Store, name: str) -> str | None:
     """The version a new reader of this index would load now."""
     return open_store(source).live_version(check_name(name))
+
+
+def copy_index(source: Index, store: Store, name: str) -> str:
+    """Publish a loaded folder version as the next version of `name` in another store.
+
+    Nothing is embedded again: rows and vectors are copied (e.g. to move an index into
+    PostgreSQL). Returns the new version.
+    """
+    from rag.store.local import export_chunks
+
+    if not isinstance(source, LocalIndex):
+        raise InputError("only an index in a folder store can be copied")
+    manifest = {
+        key: value
+        for key, value in source.manifest.items()
+        if key not in ("version", "format_version", "files", "vectors", "store")
+    }
+    with store.lock(check_name(name)):
+        store.clean(name)
+        writer = store.writer(name, None)
+        try:
+            for rows, vectors in export_chunks(source):
+                writer.add_chunks(rows, vectors)
+            return writer.publish(manifest | {"name": name})
+        except BaseException:
+            writer.abandon()
+            raise

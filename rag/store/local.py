@@ -20,6 +20,7 @@ import shutil
 import sqlite3
 import uuid
 from collections.abc import Iterator
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -349,3 +350,17 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def export_chunks(index: LocalIndex, batch: int = 10_000) -> Iterator[tuple[list, np.ndarray]]:
+    """(rows, vectors) of every chunk of a folder version, in id order: to copy it elsewhere."""
+    from rag.store.faiss_vectors import all_vectors
+
+    ids, vectors = all_vectors(index.vectors.index)
+    order = np.argsort(ids)
+    ids, vectors = ids[order], vectors[order]
+    for start in range(0, len(ids), batch):
+        wanted = ids[start : start + batch].tolist()
+        chunks = index.chunks(wanted)
+        rows = [(i, *astuple(chunks[i])) for i in wanted]
+        yield rows, vectors[start : start + batch]

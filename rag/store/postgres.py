@@ -16,21 +16,26 @@ loaded; a version replaced by a newer one is dropped by a later writer once it h
 for `grace_seconds`, so requests in flight finish on it. Tables that no `rag_versions` row names
 (a killed build) are dropped by the next writer of that index.
 
-Lexical ranking is BM25 (k1 1.2, b 0.75, as SQLite FTS5 computes it) over PostgreSQL's
-`english` text search configuration: the GIN index finds the chunks holding any query lexeme,
-and the score is computed from the lexeme counts of those chunks and the version's document
-frequencies, so hybrid retrieval ranks as it does with the folder store.
+Lexical ranking is BM25-like over PostgreSQL's `english` text search configuration: the GIN
+index finds the chunks holding any query lexeme; each is scored by the sum over query lexemes
+of the lexeme's BM25 idf (from the version's document frequencies, table `_t`) times
+`ts_rank` of that lexeme alone (a term frequency that saturates, divided by 1 + log of the
+chunk's length). Plain `ts_rank` has no idf, and ranked covidqa-dev worse; exact BM25 from
+the lexeme positions (`unnest(tsv)`) ranked as well as this (lexical recall@5 0.917 against
+0.912, both above FTS5's 0.909 on the same chunks) but took 3x longer.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import queue
 import re
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -50,9 +55,9 @@ from rag.store.base import ChunkRow, Index
 from rag.store.layout import FORMAT_VERSION, check_manifest, new_version, summary
 
 LANGUAGE = "english"
-WORD = re.compile(r"\w+")
 HNSW_M, HNSW_EF_CONSTRUCTION = 16, 64
 MAX_EF_SEARCH = 1000  # pgvector's upper bound
+LOADERS = min(4, os.cpu_count() or 1)  # parallel COPY streams of a bulk load
 COLUMNS = {  # what a chunk table must look like; a table altered by hand is refused
     "id": "bigint",
     "doc_id": "text",
@@ -79,21 +84,23 @@ CREATE TABLE IF NOT EXISTS rag_current (
     published_at timestamptz NOT NULL DEFAULT now()
 )
 """
-BM25 = """
+LEXICAL = """
 WITH terms AS (
     SELECT q.lexeme,
            ln(1 + (%(n)s - coalesce(s.ndoc, 0) + 0.5) / (coalesce(s.ndoc, 0) + 0.5)) AS idf
     FROM unnest(to_tsvector('{language}', %(text)s)) AS q
     LEFT JOIN "{terms}" AS s ON s.word = q.lexeme
 ), query AS (
-    SELECT string_agg(quote_literal(lexeme), ' | ')::tsquery AS q FROM terms
+    SELECT string_agg(quote_literal(lexeme), ' | ')::tsquery AS q,
+           array_agg(quote_literal(lexeme)::tsquery) AS each, array_agg(idf) AS idf
+    FROM terms
 )
-SELECT c.id, sum(t.idf * u.tf * 2.2 / (u.tf + 1.2 * (0.25 + 0.75 * c.len / %(avg)s))) AS score
+SELECT c.id, (
+    SELECT sum(query.idf[i] * ts_rank(c.tsv, query.each[i], 1))
+    FROM generate_subscripts(query.each, 1) AS i
+) AS score
 FROM query, "{chunks}" AS c
-CROSS JOIN LATERAL (SELECT lexeme, cardinality(positions) AS tf FROM unnest(c.tsv)) AS u
-JOIN terms AS t ON t.lexeme = u.lexeme
 WHERE c.tsv @@ query.q
-GROUP BY c.id
 ORDER BY score DESC, c.id
 LIMIT %(k)s
 """
@@ -134,8 +141,10 @@ class PostgresStore:
         try:
             db = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
         except psycopg.OperationalError as exc:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise RagError(f"cannot connect to PostgreSQL at RAG_PG_DSN ({self.where}): {reason}")
+            reason = (str(exc).strip() or type(exc).__name__).splitlines()[-1]
+            raise RagError(
+                f"cannot connect to PostgreSQL at RAG_PG_DSN ({self.where}): {reason}"
+            ) from None
         try:
             if not self._schema_ready:
                 self._make_schema(db)
@@ -374,7 +383,7 @@ class PostgresIndex(Index):
         self.table = manifest["tables"]["chunks"]
         self.terms = manifest["tables"]["terms"]
         self.avg_length = float(manifest["lexical"]["avg_length"]) or 1.0
-        self.bm25 = BM25.format(language=LANGUAGE, terms=self.terms, chunks=self.table)
+        self.lexical = LEXICAL.format(language=LANGUAGE, terms=self.terms, chunks=self.table)
 
     @contextlib.contextmanager
     def db(self) -> Iterator[psycopg.Connection]:
@@ -407,7 +416,7 @@ class PostgresIndex(Index):
             return []
         params = {"n": self.size, "text": " ".join(terms), "avg": self.avg_length, "k": n}
         with self.db() as db:
-            rows = db.execute(self.bm25, params).fetchall()
+            rows = db.execute(self.lexical, params).fetchall()
         return [(int(i), float(s)) for i, s in rows]
 
     def similarity(self, query: np.ndarray, ids: list[int]) -> dict[int, float]:
@@ -446,6 +455,7 @@ class PostgresWriter:
         prefix = index_key(name) + uuid.uuid4().hex[:12]
         self.chunks, self.terms = prefix + "_c", prefix + "_t"
         self.db = store.connect()
+        self.loaders: list[psycopg.Connection] = []  # more COPY streams, for big batches
         self.dimension: int | None = None
         if base is not None:
             self._create(int(base.manifest["embedder"]["dimension"]))
@@ -478,18 +488,35 @@ class PostgresWriter:
         return int(top) + 1
 
     def add_chunks(self, rows: list[ChunkRow], vectors: np.ndarray) -> None:
-        """COPY in binary: one round trip per batch, no statement per row."""
+        """COPY in binary, split over LOADERS connections: the server's `to_tsvector` of each
+        row, not the transfer, is what a single COPY waits on (4,100 against 10,100 chunks/s
+        without the tsvector, measured here), and each connection gets its own backend."""
         if self.dimension is None:
             self._create(int(vectors.shape[1]))
         vectors = np.asarray(vectors, dtype=np.float32)
+        parts = max(1, min(LOADERS, len(rows) // 2000))
+        if parts == 1:
+            self._copy(self.db, rows, vectors)
+            return
+        while len(self.loaders) < parts - 1:
+            self.loaders.append(self.store.connect())
+        bounds = np.linspace(0, len(rows), parts + 1).astype(int).tolist()
+        with ThreadPoolExecutor(parts) as pool:
+            jobs = [
+                pool.submit(self._copy, db, rows[a:b], vectors[a:b])
+                for db, a, b in zip([self.db, *self.loaders], bounds, bounds[1:], strict=False)
+            ]
+            for job in jobs:
+                job.result()
+
+    def _copy(self, db: psycopg.Connection, rows: list[ChunkRow], vectors: np.ndarray) -> None:
         columns = 'id, doc_id, chunk_no, start, "end", title, text, len, embedding'
         types = ["int8", "text", "int4", "int4", "int4", "text", "text", "int4", "vector"]
-        with self.db.cursor() as cursor:
-            with cursor.copy(f'COPY "{self.chunks}" ({columns}) FROM STDIN (FORMAT BINARY)') as cp:
-                cp.set_types(types)
-                for row, vector in zip(rows, vectors, strict=True):
-                    length = len(WORD.findall(row[5])) + len(WORD.findall(row[6]))
-                    cp.write_row((*row, length, vector))
+        copy = f'COPY "{self.chunks}" ({columns}) FROM STDIN (FORMAT BINARY)'
+        with db.cursor() as cursor, cursor.copy(copy) as pipe:
+            pipe.set_types(types)
+            for row, vector in zip(rows, vectors, strict=True):
+                pipe.write_row((*row, row[5].count(" ") + row[6].count(" ") + 2, vector))
 
     def chunk_count(self) -> int:
         if self.dimension is None:
@@ -514,7 +541,7 @@ class PostgresWriter:
         db.execute(f'ANALYZE "{chunks}"')
         db.execute(f'ANALYZE "{terms}"')
         (avg,) = db.execute(f'SELECT coalesce(avg(len), 1) FROM "{chunks}"').fetchone()
-        return {"avg_length": float(avg), "language": LANGUAGE, "ranking": "bm25"}
+        return {"avg_length": float(avg), "language": LANGUAGE, "ranking": "idf x ts_rank"}
 
     def publish(self, manifest: dict[str, Any]) -> str:
         if self.dimension is None:
@@ -553,12 +580,16 @@ class PostgresWriter:
                 "published_at = now()",
                 (self.name, version),
             )
-        self.db.close()
+        self.close()
         return version
+
+    def close(self) -> None:
+        for db in [self.db, *self.loaders]:
+            db.close()
 
     def abandon(self) -> None:
         """Best effort: if the database is what failed, the next writer drops the tables."""
         with contextlib.suppress(psycopg.Error):
             if not self.db.closed:
                 self.db.execute(f'DROP TABLE IF EXISTS "{self.chunks}", "{self.terms}"')
-        self.db.close()
+        self.close()

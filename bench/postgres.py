@@ -1,0 +1,276 @@
+"""The PostgreSQL store against the folder store, on the same data in the same run (issue 14).
+
+Starts its own PostgreSQL with pgvector (pgserver), then measures:
+
+- retrieval quality: covidqa-dev indexed once with the real embedder in a folder store, copied
+  into PostgreSQL (`copy_index`, nothing embedded twice), recall@5 of each mode on both;
+- bulk load: synthetic chunks as `bench/scale.py` makes them, LangChain's PGVectorStore
+  (the earlier pgvector backend, on 500 chunks) against COPY; then building the indexes (GIN,
+  HNSW, document frequencies) and publishing;
+- at that size: HNSW recall@10 against exact search, dense, BM25 and hybrid p50 in
+  PostgreSQL against the folder store built from the same rows.
+
+Run alone with `python -m bench.postgres [--quick] [--size N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.scale import CACHE, DATA, Synthesizer, percentile, real_sample
+
+SIZE, QUICK_SIZE = 100_000, 20_000
+
+
+def start_server() -> Any:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        import pgserver
+
+        return pgserver.get_server(tempfile.mkdtemp(prefix="rag-bench-pg-"), cleanup_mode="delete")
+
+
+def covidqa_recall(dsn: str, k: int = 5, limit: int | None = None) -> dict[str, Any]:
+    """recall@k of each mode, folder store against PostgreSQL, on the same chunks and vectors."""
+    from rag.config import Settings
+    from rag.embeddings import load_embedder
+    from rag.evaluation.data import load_dataset
+    from rag.evaluation.retrieval import score_retrieval
+    from rag.indexing import index_corpus
+    from rag.store import copy_index, load_index
+    from rag.store.postgres import PostgresStore
+
+    settings = Settings(index_root=CACHE / "covidqa-index")  # kept: no re-embedding next time
+    dataset = load_dataset(DATA, limit)
+    embedder = load_embedder(settings)
+    index_corpus(dataset.corpus, "covidqa", settings, embedder=embedder, show_progress=False)
+    local = load_index(settings, "covidqa")
+    store = PostgresStore(dsn)
+    started = time.perf_counter()
+    copy_index(local, store, "covidqa")
+    copy_s = time.perf_counter() - started
+    remote = store.open("covidqa")
+    out: dict[str, Any] = {"chunks": local.size, "copy_s": round(copy_s, 1), "k": k}
+    for mode in ("dense", "lexical", "hybrid"):
+        for label, index in (("folder", local), ("postgres", remote)):
+            score = score_retrieval(
+                index,
+                embedder,
+                dataset.test,
+                mode=mode,
+                k=k,
+                settings=settings,
+                show_progress=False,
+            )
+            out[f"{label}_{mode}_recall"] = round(score.recall, 3)
+            out[f"{label}_{mode}_mrr"] = round(score.mrr, 3)
+        print(
+            f"covidqa-dev recall@{k} {mode:>7}: folder {out[f'folder_{mode}_recall']:.3f}, "
+            f"PostgreSQL {out[f'postgres_{mode}_recall']:.3f}",
+            flush=True,
+        )
+    local.close()
+    remote.close()
+    return out
+
+
+def synthetic_rows(n: int, anchor: np.ndarray, texts: list[str], start: int, stop: int) -> list:
+    return [
+        (i, f"syn-{i // 100}", i % 100, 0, len(texts[a]), f"chunk {i}", texts[a])
+        for i, a in zip(range(start, stop), anchor[start:stop].tolist(), strict=True)
+    ]
+
+
+def manifest_for(n: int, dimension: int) -> dict[str, Any]:
+    from rag.store import now
+
+    documents = {f"syn-{d}": {"hash": "", "title": "", "chunks": 100} for d in range(n // 100)}
+    return {
+        "name": "scale",
+        "embedder": {"name": "synthetic", "dimension": dimension, "max_seq_length": 256},
+        "chunking": {"chunk_size": 200, "chunk_overlap": 32},
+        "counts": {"documents": len(documents), "chunks": n},
+        "documents": documents,
+        "created_at": now(),
+        "updated_at": now(),
+    }
+
+
+def row_by_row(dsn: str, rows: list, vectors: np.ndarray) -> float:
+    """Chunks/s of the earlier pgvector backend: LangChain's PGVectorStore.add_embeddings."""
+    from langchain_postgres import Column, PGEngine, PGVectorStore
+
+    from rag.store.postgres import PostgresStore
+
+    PostgresStore(dsn).connect().close()  # creates the vector extension
+    engine = PGEngine.from_connection_string("postgresql+psycopg://" + dsn.partition("://")[2])
+    engine.init_vectorstore_table(
+        "baseline",
+        vectors.shape[1],
+        id_column=Column("chunk_id", "TEXT", nullable=False),
+        store_metadata=False,
+        overwrite_existing=True,
+    )
+
+    class Given:
+        def embed_documents(self, texts):
+            raise AssertionError
+
+        def embed_query(self, text):
+            raise AssertionError
+
+    store = PGVectorStore.create_sync(
+        engine, Given(), "baseline", id_column="chunk_id", metadata_json_column=None
+    )
+    started = time.perf_counter()
+    for start in range(0, len(rows), 100):  # as rag added them, batch by batch
+        batch = rows[start : start + 100]
+        store.add_embeddings(
+            [r[6] for r in batch],
+            vectors[start : start + 100].tolist(),
+            ids=[str(r[0]) for r in batch],
+        )
+    rate = len(rows) / (time.perf_counter() - started)
+    engine._run_as_sync(engine.close())
+    return rate
+
+
+def timed(search, queries) -> tuple[list[float], list]:
+    times, results = [], []
+    for query in queries:
+        t = time.perf_counter()
+        results.append(search(query))
+        times.append((time.perf_counter() - t) * 1000)
+    return times, results
+
+
+def bulk_and_search(dsn: str, n: int, real: dict[str, Any], work: Path) -> dict[str, Any]:
+    from rag.retrieval import query_terms, retrieve
+    from rag.store import LocalWriter
+    from rag.store.local import load_version
+    from rag.store.postgres import PostgresStore
+
+    vectors, anchor = Synthesizer(real["vectors"]).sample(n)
+    texts, dimension = real["texts"], vectors.shape[1]
+    sample = min(500, n)
+    slow_rate = row_by_row(dsn, synthetic_rows(n, anchor, texts, 0, sample), vectors[:sample])
+
+    store = PostgresStore(dsn)
+    with store.lock("scale"):
+        writer = store.writer("scale", None)
+        started = time.perf_counter()
+        for start in range(0, n, 20_000):
+            stop = min(n, start + 20_000)
+            writer.add_chunks(synthetic_rows(n, anchor, texts, start, stop), vectors[start:stop])
+        copy_s = time.perf_counter() - started
+        writer.publish(manifest_for(n, dimension))
+        publish_s = time.perf_counter() - started - copy_s
+    remote = store.open("scale")
+
+    local_writer = LocalWriter(work / "scale", None)
+    started = time.perf_counter()
+    for start in range(0, n, 20_000):
+        stop = min(n, start + 20_000)
+        local_writer.add_chunks(synthetic_rows(n, anchor, texts, start, stop), vectors[start:stop])
+    version = local_writer.publish(manifest_for(n, dimension))
+    local_s = time.perf_counter() - started
+    local = load_version(work / "scale" / version, "scale")
+
+    questions = real["question_vectors"][:-20]
+    asked = real["questions"][: len(questions)]
+    truth = [np.argsort(-(vectors @ q))[:10].tolist() for q in questions]
+    del vectors
+    for vector in real["question_vectors"][-20:]:  # warm up both
+        remote.dense_search(vector, 10)
+        local.dense_search(vector, 10)
+    by_text = dict(zip(asked, questions, strict=True))
+
+    class GivenVectors:
+        def encode(self, batch: list[str]) -> np.ndarray:
+            return np.stack([by_text[t] for t in batch])
+
+    out: dict[str, Any] = {
+        "chunks": n,
+        "row_by_row_chunks_per_s": round(slow_rate, 1),
+        "copy_s": round(copy_s, 1),
+        "copy_chunks_per_s": round(n / copy_s, 1),
+        "indexes_and_publish_s": round(publish_s, 1),
+        "load_total_chunks_per_s": round(n / (copy_s + publish_s), 1),
+        "folder_build_s": round(local_s, 1),
+    }
+    for label, index in (("postgres", remote), ("folder", local)):
+        ms, hits = timed(lambda q, index=index: index.dense_search(q, 10), questions)
+        found = [[i for i, _ in h] for h in hits]
+        recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
+        out[f"{label}_dense_recall@10"] = round(float(recall), 4)
+        out[f"{label}_dense_p50_ms"] = percentile(ms, 50)
+        ms, _ = timed(lambda t, index=index: index.lexical_search(query_terms(t), 50), asked)
+        out[f"{label}_bm25_p50_ms"] = percentile(ms, 50)
+        ms, _ = timed(
+            lambda t, index=index: retrieve(index, GivenVectors(), t, k=4, mode="hybrid"), asked
+        )
+        out[f"{label}_hybrid_p50_ms"] = percentile(ms, 50)
+        out[f"{label}_hybrid_p95_ms"] = percentile(ms, 95)
+    remote.close()
+    local.close()
+    return out
+
+
+def report(bulk: dict[str, Any]) -> None:
+    b = bulk
+    print(
+        f"bulk load of {b['chunks']:,} chunks (vectors given): COPY {b['copy_chunks_per_s']:,.0f}"
+        f" chunks/s against {b['row_by_row_chunks_per_s']:,.0f} row by row "
+        f"({b['copy_chunks_per_s'] / b['row_by_row_chunks_per_s']:.0f}x); indexes + publish "
+        f"{b['indexes_and_publish_s']} s, so {b['load_total_chunks_per_s']:,.0f} chunks/s in all"
+        f" (folder store: {b['folder_build_s']} s)"
+    )
+    for label in ("postgres", "folder"):
+        print(
+            f"  {label:>8}: dense recall@10 vs exact {b[f'{label}_dense_recall@10']}, dense p50 "
+            f"{b[f'{label}_dense_p50_ms']} ms, BM25 p50 {b[f'{label}_bm25_p50_ms']} ms, hybrid "
+            f"p50/p95 {b[f'{label}_hybrid_p50_ms']}/{b[f'{label}_hybrid_p95_ms']} ms"
+        )
+    print(
+        f"  hybrid p50 PostgreSQL / folder: "
+        f"{b['postgres_hybrid_p50_ms'] / b['folder_hybrid_p50_ms']:.1f}x"
+    )
+
+
+def run(quick: bool = False, size: int | None = None, recall: bool = True) -> dict[str, Any]:
+    server = start_server()
+    try:
+        dsn = server.get_uri()
+        out: dict[str, Any] = {}
+        if recall:
+            out["covidqa"] = covidqa_recall(dsn, limit=100 if quick else None)
+        real = real_sample(chunks=150 if quick else 3000, questions=60 if quick else 240)
+        with tempfile.TemporaryDirectory(prefix="rag-bench-pg-") as tmp:
+            out["bulk"] = bulk_and_search(
+                dsn, size or (QUICK_SIZE if quick else SIZE), real, Path(tmp)
+            )
+        report(out["bulk"])
+        return out
+    finally:
+        server.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--size", type=int)
+    parser.add_argument("--no-recall", action="store_true")
+    args = parser.parse_args()
+    print(json.dumps(run(args.quick, args.size, not args.no_recall), indent=1))
+
+
+if __name__ == "__main__":
+    main()
