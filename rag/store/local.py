@@ -123,6 +123,8 @@ class LocalStore:
 
     def is_tidy(self, name: str) -> bool:
         directory = index_dir(self.root, name)
+        if not directory.is_dir():
+            return True
         live = read_current(directory)
         return all(p.name in {".lock", CURRENT, live} for p in directory.iterdir())
 
