@@ -99,6 +99,12 @@ def index_command(
     corpus: Annotated[Path, typer.Argument(help="corpus directory or a .jsonl file")],
     index: IndexOption = None,
     rebuild: Annotated[bool, typer.Option(help="ignore the existing index")] = False,
+    engine: Annotated[
+        str, typer.Option(help="local, or ray: chunk and embed on a Ray cluster")
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster to use (default: RAY_ADDRESS or a local one)")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Build or update an index: embeds only new or changed documents."""
@@ -108,7 +114,15 @@ def index_command(
         quiet_libraries()
     s = settings()
     name = index or corpus.resolve().name
-    report = index_corpus(corpus, name, s, rebuild=rebuild, show_progress=not as_json)
+    report = index_corpus(
+        corpus,
+        name,
+        s,
+        rebuild=rebuild,
+        show_progress=not as_json,
+        engine=engine,
+        ray_address=ray_address,
+    )
     if as_json:
         emit(report.as_dict())
         return

@@ -6,9 +6,12 @@ import errno
 import logging
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
+
+import numpy as np
 
 from rag.chunking import Chunk, Chunker
 from rag.config import Settings
@@ -72,11 +75,13 @@ def sync_index(
     rebuild: bool = False,
     show_progress: bool = True,
     backend: FaissBackend | None = None,
+    engine: Engine | None = None,
 ) -> SyncReport:
     """Make index `name` match the corpus: add new, re-embed changed, drop removed documents.
 
     `store` is where the index lives (`rag.store.open_store`); a path is a folder store whose
-    FAISS options `backend` gives.
+    FAISS options `backend` gives. `engine` chunks and embeds: in this process by default, or
+    on a Ray cluster (`rag.ray_ingest.RayEngine`); either way this writer stores the result.
     """
     started = time.perf_counter()
     check_name(name)
@@ -90,7 +95,9 @@ def sync_index(
         try:
             if base is not None:
                 _check_compatible(base, embedder, chunker, store)
-            report = _apply(corpus, store, name, base, embedder, chunker, show_progress, started)
+            report = _apply(
+                corpus, store, name, base, embedder, chunker, show_progress, started, engine
+            )
         except (OSError, sqlite3.Error, RuntimeError) as exc:
             if not _disk_full(exc):
                 raise
@@ -142,6 +149,7 @@ def _apply(
     chunker: Chunker,
     show_progress: bool,
     started: float,
+    engine: Engine | None,
 ) -> SyncReport:
     current = {doc.id: doc for doc in corpus.documents}
     new, changed, removed = diff_documents(base.manifest["documents"] if base else {}, current)
@@ -153,12 +161,12 @@ def _apply(
     try:
         report.chunks_removed = writer.remove_documents([d.id for d in changed] + removed)
         todo = new + changed
-        chunks = _chunk(todo, chunker, show_progress)
-        _embed_into(writer, chunks, embedder, show_progress)
-        report.chunks_added = len(chunks)
+        batches = (engine or LocalEngine()).embed(todo, embedder, chunker, show_progress)
+        per_doc = _write(writer, batches, embedder)
+        report.chunks_added = sum(per_doc.values())
         report.chunks = writer.chunk_count()
         report.seconds = time.perf_counter() - started
-        manifest = _manifest(name, base, embedder, chunker, current, chunks, report)
+        manifest = _manifest(name, base, embedder, chunker, current, per_doc, report)
         report.version = writer.publish(manifest)
     except BaseException:
         writer.abandon()
@@ -227,33 +235,53 @@ def check_up_to_date(
     return _report(name, manifest, corpus, new, changed, removed)
 
 
-def _chunk(docs: list[Document], chunker: Chunker, show_progress: bool) -> list[Chunk]:
-    chunks: list[Chunk] = []
-    for doc in progress(docs, total=len(docs), desc="chunking", unit="doc", show=show_progress):
-        chunks.extend(chunker.split(doc))
-    return chunks
+class Engine(Protocol):
+    """Chunks and embeds documents, yielding (chunks, vectors) batches in document order."""
+
+    def embed(
+        self, docs: list[Document], embedder: Embedder, chunker: Chunker, show_progress: bool
+    ) -> Iterator[tuple[list[Chunk], np.ndarray]]: ...
 
 
-def _embed_into(
-    writer: VersionWriter, chunks: list[Chunk], embedder: Embedder, show_progress: bool
-) -> None:
-    """Embed in large batches and add them as they come, so memory stays bounded."""
+class LocalEngine:
+    """In this process, with the loaded embedder, in large batches so memory stays bounded."""
+
+    def embed(
+        self, docs: list[Document], embedder: Embedder, chunker: Chunker, show_progress: bool
+    ) -> Iterator[tuple[list[Chunk], np.ndarray]]:
+        chunks: list[Chunk] = []
+        for doc in progress(docs, total=len(docs), desc="chunking", unit="doc", show=show_progress):
+            chunks.extend(chunker.split(doc))
+        with bar(len(chunks), desc="embedding", unit="chunk", show=show_progress) as meter:
+            for start in range(0, len(chunks), EMBED_BATCH):
+                batch = chunks[start : start + EMBED_BATCH]
+                yield batch, embedder.encode([c.embed_text for c in batch])
+                meter.update(len(batch))
+
+
+def _write(
+    writer: VersionWriter, batches: Iterator[tuple[list[Chunk], np.ndarray]], embedder: Embedder
+) -> dict[str, int]:
+    """Give each chunk the next id and hand it to the store's writer; chunks per document."""
     next_id = writer.next_id()
-    with bar(len(chunks), desc="embedding", unit="chunk", show=show_progress) as meter:
-        for start in range(0, len(chunks), EMBED_BATCH):
-            batch = chunks[start : start + EMBED_BATCH]
-            vectors = embedder.encode([c.embed_text for c in batch])
-            if vectors.shape[1] != embedder.dimension:
-                raise RagError(
-                    f"embedder returned {vectors.shape[1]} dims, expected {embedder.dimension}"
-                )
-            rows = [
-                (next_id + n, c.doc_id, c.chunk_no, c.start, c.end, c.title, c.text)
-                for n, c in enumerate(batch)
-            ]
-            writer.add_chunks(rows, vectors)
-            next_id += len(batch)
-            meter.update(len(batch))
+    per_doc: dict[str, int] = {}
+    for batch, vectors in batches:
+        if not batch:
+            continue
+        if vectors.shape != (len(batch), embedder.dimension):
+            raise RagError(
+                f"embedder returned vectors of shape {vectors.shape}, expected "
+                f"({len(batch)}, {embedder.dimension})"
+            )
+        rows = [
+            (next_id + n, c.doc_id, c.chunk_no, c.start, c.end, c.title, c.text)
+            for n, c in enumerate(batch)
+        ]
+        writer.add_chunks(rows, vectors)
+        next_id += len(batch)
+        for chunk in batch:
+            per_doc[chunk.doc_id] = per_doc.get(chunk.doc_id, 0) + 1
+    return per_doc
 
 
 def _manifest(
@@ -262,12 +290,9 @@ def _manifest(
     embedder: Embedder,
     chunker: Chunker,
     current: dict[str, Document],
-    chunks: list[Chunk],
+    per_doc: dict[str, int],
     report: SyncReport,
 ) -> dict[str, Any]:
-    per_doc: dict[str, int] = {}
-    for chunk in chunks:
-        per_doc[chunk.doc_id] = per_doc.get(chunk.doc_id, 0) + 1
     old = base.manifest["documents"] if base else {}
     documents = {
         doc_id: {
@@ -294,7 +319,7 @@ def _manifest(
             "new": report.new,
             "changed": report.changed,
             "removed": report.removed,
-            "chunks_added": len(chunks),
+            "chunks_added": sum(per_doc.values()),
             "seconds": round(report.seconds, 3),
         },
     }
@@ -314,8 +339,13 @@ def index_corpus(
     embedder: Embedder | None = None,
     rebuild: bool = False,
     show_progress: bool = True,
+    engine: Literal["local", "ray"] = "local",
+    ray_address: str | None = None,
 ) -> SyncReport:
-    """Load a corpus and sync it into the store settings name (the `rag index` command)."""
+    """Load a corpus and sync it into the store settings name (the `rag index` command).
+
+    `engine="ray"` chunks and embeds on Ray (`rag.ray_ingest`), at `ray_address` or locally.
+    """
     check_name(name)
     started = time.perf_counter()
     corpus = load_corpus(corpus_path)
@@ -332,4 +362,17 @@ def index_corpus(
         make_chunker(embedder, settings),
         rebuild=rebuild,
         show_progress=show_progress,
+        engine=_engine(engine, settings, ray_address),
     )
+
+
+def _engine(name: str, settings: Settings, address: str | None) -> Engine:
+    if name == "ray":
+        from rag.ray_ingest import RayEngine
+
+        return RayEngine(settings, address)
+    if address:
+        raise InputError("--ray-address needs --engine ray")
+    if name != "local":
+        raise InputError(f"unknown engine {name!r}: use local or ray")
+    return LocalEngine()
