@@ -258,9 +258,33 @@ def run(quick: bool = False, size: int | None = None, recall: bool = True) -> di
                 dsn, size or (QUICK_SIZE if quick else SIZE), real, Path(tmp)
             )
         report(out["bulk"])
+        out["targets"] = targets(out)
         return out
     finally:
         server.cleanup()
+
+
+def targets(out: dict[str, Any]) -> list[dict[str, Any]]:
+    from bench.scale import target
+
+    b = out["bulk"]
+    at = f"at {b['chunks']:,} chunks"
+    found = [
+        target("COPY into PostgreSQL (chunks/s)", b["copy_chunks_per_s"], ">= 5000", 5000),
+        target(
+            "bulk load with GIN + HNSW + publish (chunks/s)",
+            b["load_total_chunks_per_s"],
+            ">= 5000",
+            5000,
+        ),
+        target(f"HNSW recall@10 vs exact {at}", b["postgres_dense_recall@10"], ">= 0.95", 0.95),
+        target(f"PostgreSQL dense p50 {at} (ms)", b["postgres_dense_p50_ms"], "< 10", 10, True),
+        target(f"PostgreSQL hybrid p50 {at} (ms)", b["postgres_hybrid_p50_ms"], "< 50", 50, True),
+    ]
+    if "covidqa" in out:
+        recall = out["covidqa"]["postgres_hybrid_recall"]
+        found.append(target("covidqa-dev hybrid recall@5 in PostgreSQL", recall, ">= 0.914", 0.914))
+    return found
 
 
 def main() -> None:
