@@ -92,12 +92,14 @@ def sync_index(
         base = None
         if not rebuild and store.live_version(name) is not None:
             base = store.open(name)
+        failed = True
         try:
             if base is not None:
                 _check_compatible(base, embedder, chunker, store)
             report = _apply(
                 corpus, store, name, base, embedder, chunker, show_progress, started, engine
             )
+            failed = False
         except (OSError, sqlite3.Error, RuntimeError) as exc:
             if not _disk_full(exc):
                 raise
@@ -109,7 +111,12 @@ def sync_index(
         finally:
             if base is not None:
                 base.close()
-            store.clean(name)  # a failed build, or the version the index moved on from
+            try:
+                store.clean(name)  # a failed build, or the version the index moved on from
+            except RagError as exc:
+                if not failed:
+                    raise
+                log.warning("could not clean up after the failed build: %s", exc)
     report.rebuilt = base is None
     report.seconds = time.perf_counter() - started
     return report

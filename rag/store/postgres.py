@@ -28,15 +28,16 @@ the lexeme positions (`unnest(tsv)`) ranked as well as this (lexical recall@5 0.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import queue
 import re
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import psycopg
@@ -55,6 +56,7 @@ from rag.store.base import ChunkRow, Index
 from rag.store.layout import FORMAT_VERSION, check_manifest, new_version, summary
 
 LANGUAGE = "english"
+T = TypeVar("T")
 HNSW_M, HNSW_EF_CONSTRUCTION = 16, 64
 MAX_EF_SEARCH = 1000  # pgvector's upper bound
 LOADERS = min(4, os.cpu_count() or 1)  # parallel COPY streams of a bulk load
@@ -445,6 +447,24 @@ class PostgresIndex(Index):
         self.connections.close()
 
 
+def database_errors(method: Callable[..., T]) -> Callable[..., T]:
+    """A writer's database failure as a RagError: the live version is untouched either way."""
+
+    @functools.wraps(method)
+    def guarded(self: PostgresWriter, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except psycopg.Error as exc:
+            reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            raise RagError(
+                f"PostgreSQL failed while writing index {self.name!r} ({reason}); nothing of "
+                "this build was published, the previous version is still served. Run "
+                "`rag index` again once the database is back"
+            ) from None
+
+    return guarded
+
+
 class PostgresWriter:
     """Loads a version's tables with COPY, indexes them, then publishes in one transaction."""
 
@@ -475,18 +495,21 @@ class PostgresWriter:
             f" STORED, embedding vector({dimension}) NOT NULL)"
         )
 
+    @database_errors
     def remove_documents(self, doc_ids: list[str]) -> int:
         if not doc_ids or self.dimension is None:
             return 0
         cursor = self.db.execute(f'DELETE FROM "{self.chunks}" WHERE doc_id = ANY(%s)', (doc_ids,))
         return cursor.rowcount
 
+    @database_errors
     def next_id(self) -> int:
         if self.dimension is None:
             return 0
         (top,) = self.db.execute(f'SELECT coalesce(max(id), -1) FROM "{self.chunks}"').fetchone()
         return int(top) + 1
 
+    @database_errors
     def add_chunks(self, rows: list[ChunkRow], vectors: np.ndarray) -> None:
         """COPY in binary, split over LOADERS connections: the server's `to_tsvector` of each
         row, not the transfer, is what a single COPY waits on (4,100 against 10,100 chunks/s
@@ -518,6 +541,7 @@ class PostgresWriter:
             for row, vector in zip(rows, vectors, strict=True):
                 pipe.write_row((*row, row[5].count(" ") + row[6].count(" ") + 2, vector))
 
+    @database_errors
     def chunk_count(self) -> int:
         if self.dimension is None:
             return 0
@@ -543,6 +567,7 @@ class PostgresWriter:
         (avg,) = db.execute(f'SELECT coalesce(avg(len), 1) FROM "{chunks}"').fetchone()
         return {"avg_length": float(avg), "language": LANGUAGE, "ranking": "idf x ts_rank"}
 
+    @database_errors
     def publish(self, manifest: dict[str, Any]) -> str:
         if self.dimension is None:
             self._create(int(manifest["embedder"]["dimension"]))

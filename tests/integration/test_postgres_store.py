@@ -193,3 +193,43 @@ def test_replicas_with_empty_roots_follow_every_publish(
                 hits = client.post("/search", json={"question": "quokka Rottnest", "index": "t"})
                 assert hits.status_code == 200, hits.text
     assert not (tmp_path / "replica-1").exists() and not (tmp_path / "replica-2").exists()
+
+
+def test_database_stopped_mid_publish(tiny_corpus, fake_embedder, tmp_path, monkeypatch):
+    """`pg_ctl stop -m immediate` inside the publish transaction: nothing half-published is
+    visible after the restart, the previous version is served, the next build completes."""
+    import pgserver
+    from pgserver import pg_ctl
+
+    import rag.store.postgres as postgres
+
+    server = pgserver.get_server(tmp_path / "pgdata", cleanup_mode="delete")
+    try:
+        store = PostgresStore(server.get_uri())
+        first = sync(tiny_corpus, store, fake_embedder).version
+
+        def stop_then_encode(manifest):
+            pg_ctl(["-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user)
+            return real_jsonb(manifest)
+
+        real_jsonb = postgres.Jsonb
+        monkeypatch.setattr(postgres, "Jsonb", stop_then_encode)  # after BEGIN, before INSERT
+        (tiny_corpus / "new.txt").write_text("Zeta ferry leaves at noon for Skye.\n")
+        with pytest.raises(RagError, match="nothing of this build was published"):
+            sync(tiny_corpus, PostgresStore(server.get_uri()), fake_embedder)
+        monkeypatch.setattr(postgres, "Jsonb", real_jsonb)
+
+        server.ensure_postgres_running()  # crash recovery replays the WAL
+        store = PostgresStore(server.get_uri())
+        assert store.live_version("t") == first
+        (versions,) = store.query("SELECT count(*) FROM rag_versions")[0]
+        assert versions == 1, "no row of the interrupted publish survived"
+        index = store.open("t")
+        assert doc_ids(index, fake_embedder, "goats planets")[0] == "beta.txt"
+        index.close()
+
+        report = sync(tiny_corpus, store, fake_embedder)
+        assert (report.new, store.live_version("t")) == (1, report.version)
+        assert store.is_tidy("t"), "the interrupted build's tables were dropped"
+    finally:
+        server.cleanup()
