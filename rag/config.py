@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     )
     exact_limit: int = Field(100_000, ge=1, description="chunks from which FAISS uses IVF")
     nprobe: int = Field(48, ge=1, description="IVF lists searched per query")
+    lexical: Literal["fts5", "tantivy"] = Field(
+        "fts5", description="word search of folder indexes: SQLite FTS5, or tantivy (prunes)"
+    )
 
     embedder: str = PACKAGED_EMBEDDER
     embed_batch_size: int = Field(64, ge=1)

@@ -235,6 +235,11 @@ def check_up_to_date(
         return None
     if store_kind(manifest) != store.kind:
         return None
+    if (
+        store.kind == "local"
+        and manifest.get("lexical", {}).get("engine", "fts5") != settings.lexical
+    ):
+        return None
     current = {doc.id: doc for doc in corpus.documents}
     new, changed, removed = diff_documents(manifest["documents"], current)
     if new or changed or removed:

@@ -81,7 +81,7 @@ def open_store(source: Settings | Path | str | Store) -> Store:
         return PostgresStore(settings.pg_dsn, grace_seconds=settings.pg_grace_seconds)
     if settings.vector_store == "faiss":
         vectors = FaissBackend(exact_limit=settings.exact_limit, nprobe=settings.nprobe)
-        return LocalStore(settings.index_root, vectors)
+        return LocalStore(settings.index_root, vectors, settings.lexical)
     raise InputError(f"unknown store {settings.vector_store!r}: use faiss or postgres")
 
 

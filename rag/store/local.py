@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from rag.chunking import Chunk
-from rag.errors import CorruptIndexError, IndexLockedError, IndexNotFoundError
+from rag.errors import CorruptIndexError, IndexLockedError, IndexNotFoundError, InputError
 from rag.store.base import ChunkRow, Index
 from rag.store.faiss_vectors import FaissBackend, VectorStore, VectorWriter, vectors_entry
 from rag.store.layout import (
@@ -44,6 +44,7 @@ from rag.store.layout import (
     store_kind,
     summary,
 )
+from rag.store.lexical import LEXICAL_DIR, LOCK_FILES, TantivySearch, TantivyWriter
 
 SCHEMA = """
 CREATE TABLE chunks (
@@ -59,13 +60,20 @@ class LocalIndex(Index):
     """A version folder, loaded: memory-mapped vectors and the SQLite store on disk."""
 
     def __init__(
-        self, name: str, path: Path, manifest: dict[str, Any], vectors: VectorStore, db
+        self,
+        name: str,
+        path: Path,
+        manifest: dict[str, Any],
+        vectors: VectorStore,
+        db,
+        lexical: TantivySearch | None = None,
     ) -> None:
         self.name = name
         self.path = path
         self.manifest = manifest
         self.vectors = vectors
         self.db: sqlite3.Connection = db
+        self.lexical = lexical  # None: FTS5 in the SQLite store
 
     @property
     def size(self) -> int:
@@ -77,6 +85,8 @@ class LocalIndex(Index):
     def lexical_search(self, terms: list[str], n: int) -> list[tuple[int, float]]:
         if not terms:
             return []
+        if self.lexical is not None:
+            return self.lexical.search(terms, n)
         query = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
         rows = self.db.execute(
             "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? "
@@ -104,9 +114,12 @@ class LocalStore:
 
     kind = "local"
 
-    def __init__(self, root: Path, vectors: FaissBackend | None = None) -> None:
+    def __init__(
+        self, root: Path, vectors: FaissBackend | None = None, lexical: str = "fts5"
+    ) -> None:
         self.root = Path(root)
         self.vectors = vectors or FaissBackend()
+        self.lexical = lexical  # the engine new versions are written with
         self.where = str(self.root)
 
     def names(self) -> list[str]:
@@ -158,7 +171,7 @@ class LocalStore:
 
     def writer(self, name: str, base: Index | None) -> LocalWriter:
         assert base is None or isinstance(base, LocalIndex)
-        return LocalWriter(index_dir(self.root, name), base, self.vectors)
+        return LocalWriter(index_dir(self.root, name), base, self.vectors, self.lexical)
 
     def describe(self) -> list[dict[str, Any]]:
         """One summary per index from its manifest (cheap: no vectors are loaded)."""
@@ -183,17 +196,27 @@ def load_version(path: Path, name: str, backend: FaissBackend | None = None) -> 
             f"index version {path} keeps its vectors in {vectors_entry(manifest)['backend']}, "
             "a layout this rag no longer reads; rebuild it with `rag index ... --rebuild`"
         )
-    files = {CHUNKS, VECTORS}
-    if set(manifest["files"]) != files:
+    engine = lexical_engine(manifest)
+    listed = set(manifest["files"])
+    lexical_files = {f for f in listed if f.startswith(LEXICAL_DIR + "/")}
+    if listed - lexical_files != {CHUNKS, VECTORS} or bool(lexical_files) != (engine == "tantivy"):
         raise CorruptIndexError(f"index manifest {path / MANIFEST} lists unexpected files")
     for entry in path.iterdir():  # e.g. a planted pickle: nothing else belongs in a version
-        if entry.name not in (*files, MANIFEST):
+        if entry.name == LEXICAL_DIR and engine == "tantivy" and entry.is_dir():
+            for inner in entry.iterdir():
+                known = f"{LEXICAL_DIR}/{inner.name}" in listed
+                if not known and not (inner.name in LOCK_FILES and inner.stat().st_size == 0):
+                    raise CorruptIndexError(
+                        f"unexpected file {inner} in index version {path.name}; remove it or "
+                        "rebuild"
+                    )
+        elif entry.name not in (CHUNKS, VECTORS, MANIFEST):
             raise CorruptIndexError(
                 f"unexpected file {entry} in index version {path.name}; remove it or rebuild"
             )
     for filename, expected in manifest["files"].items():
         file = path / filename
-        if not file.is_file():
+        if ".." in Path(filename).parts or not file.is_file():
             raise CorruptIndexError(f"index file {file} is missing; rebuild the index")
         if sha256_file(file) != expected:
             raise CorruptIndexError(
@@ -216,7 +239,13 @@ def load_version(path: Path, name: str, backend: FaissBackend | None = None) -> 
             f"{path / CHUNKS} holds {count} chunks but {path / VECTORS} holds {size} "
             "vectors; rebuild the index"
         )
-    return LocalIndex(name, path, manifest, vectors, db)
+    lexical = TantivySearch(path / LEXICAL_DIR) if engine == "tantivy" else None
+    return LocalIndex(name, path, manifest, vectors, db, lexical)
+
+
+def lexical_engine(manifest: dict[str, Any]) -> str:
+    """The lexical engine of a folder version: "fts5" (in chunks.sqlite) or "tantivy"."""
+    return manifest.get("lexical", {}).get("engine", "fts5")
 
 
 @contextlib.contextmanager
@@ -255,8 +284,17 @@ class LocalWriter:
     """Builds a new version in a temporary directory and publishes it atomically."""
 
     def __init__(
-        self, directory: Path, base: LocalIndex | None, backend: FaissBackend | None = None
+        self,
+        directory: Path,
+        base: LocalIndex | None,
+        backend: FaissBackend | None = None,
+        lexical: str = "fts5",
     ) -> None:
+        if base is not None and lexical_engine(base.manifest) != lexical:
+            raise InputError(
+                f"index {base.name!r} searches words with {lexical_engine(base.manifest)}, "
+                f"settings now ask for {lexical} (RAG_LEXICAL); pass --rebuild to rebuild it"
+            )
         self.directory = directory
         self.tag = uuid.uuid4().hex[:12]
         self.tmp = directory / f".tmp-{self.tag}"
@@ -265,6 +303,11 @@ class LocalWriter:
         self.backend = backend or FaissBackend()
         self.db = sqlite3.connect(self.tmp / CHUNKS)
         self.vectors: VectorWriter | None = None
+        self.engine = lexical
+        self.lexical: TantivyWriter | None = None
+        if lexical == "tantivy":
+            base_lexical = base.path / LEXICAL_DIR if base is not None else None
+            self.lexical = TantivyWriter(self.tmp / LEXICAL_DIR, base_lexical)
         if base is not None:
             base.db.backup(self.db)
             self.ensure_vectors(int(base.manifest["embedder"]["dimension"]))
@@ -293,7 +336,10 @@ class LocalWriter:
         if ids and self.vectors is not None:
             self.vectors.remove(np.array(ids, dtype=np.int64))
             self.db.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in ids])
-            self.db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
+            if self.lexical is not None:
+                self.lexical.remove(ids)
+            else:
+                self.db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
         return len(ids)
 
     def next_id(self) -> int:
@@ -306,6 +352,9 @@ class LocalWriter:
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         self.vectors.add(ids, vectors, [r[6] for r in rows])
         self.db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        if self.lexical is not None:
+            self.lexical.add(rows)
+            return
         self.db.executemany(
             "INSERT INTO chunks_fts (rowid, title, text) VALUES (?, ?, ?)",
             [(r[0], r[5], r[6]) for r in rows],
@@ -321,9 +370,17 @@ class LocalWriter:
         entry = self.vectors.save(self.tmp)
         version = new_version()
         manifest = dict(
-            manifest, version=version, format_version=FORMAT_VERSION, store="local", vectors=entry
+            manifest,
+            version=version,
+            format_version=FORMAT_VERSION,
+            store="local",
+            vectors=entry,
+            lexical={"engine": self.engine},
         )
         files = [VECTORS, CHUNKS]
+        if self.lexical is not None:
+            files += self.lexical.save()
+            _fsync(self.tmp / LEXICAL_DIR)
         manifest["files"] = {f: sha256_file(self.tmp / f) for f in files}
         (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         for name in [*files, MANIFEST]:
@@ -343,6 +400,8 @@ class LocalWriter:
             self.db.close()
         if self.vectors is not None:
             self.vectors.abandon()
+        if self.lexical is not None:
+            self.lexical.abandon()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
