@@ -38,8 +38,11 @@ def start_server() -> Any:
         return pgserver.get_server(tempfile.mkdtemp(prefix="rag-bench-pg-"), cleanup_mode="delete")
 
 
-def covidqa_recall(dsn: str, k: int = 5, limit: int | None = None) -> dict[str, Any]:
-    """recall@k of each mode, folder store against PostgreSQL, on the same chunks and vectors."""
+def covidqa_recall(
+    dsn: str, k: int = 5, limit: int | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """recall@k of each mode, folder store against PostgreSQL and tantivy, on the same chunks
+    and vectors; and the real chunks and questions the synthetic ones are drawn around."""
     from rag.config import Settings
     from rag.embeddings import load_embedder
     from rag.evaluation.data import load_dataset
@@ -83,9 +86,20 @@ def covidqa_recall(dsn: str, k: int = 5, limit: int | None = None) -> dict[str, 
             f"folder (tantivy) {out[f'tantivy_{mode}_recall']:.3f}",
             flush=True,
         )
+    from rag.store.local import export_chunks
+
+    # The real sample for the synthetic chunks, from this index: nothing is embedded twice.
+    pieces = list(export_chunks(local))
+    asked = [q.question for q in dataset.test][:240]
+    real = {
+        "texts": [row[6] for rows, _ in pieces for row in rows],
+        "vectors": np.vstack([vectors for _, vectors in pieces]),
+        "questions": asked,
+        "question_vectors": embedder.encode(asked),
+    }
     for _, index in stores:
         index.close()
-    return out
+    return out, real
 
 
 def synthetic_rows(n: int, anchor: np.ndarray, texts: list[str], start: int, stop: int) -> list:
@@ -271,8 +285,9 @@ def run(quick: bool = False, size: int | None = None, recall: bool = True) -> di
         dsn = server.get_uri()
         out: dict[str, Any] = {}
         if recall:
-            out["covidqa"] = covidqa_recall(dsn, limit=100 if quick else None)
-        real = real_sample(chunks=150 if quick else 3000, questions=60 if quick else 240)
+            out["covidqa"], real = covidqa_recall(dsn, limit=100 if quick else None)
+        else:
+            real = real_sample(chunks=150 if quick else 3000, questions=60 if quick else 240)
         with tempfile.TemporaryDirectory(prefix="rag-bench-pg-") as tmp:
             out["bulk"] = bulk_and_search(
                 dsn, size or (QUICK_SIZE if quick else SIZE), real, Path(tmp)
