@@ -157,6 +157,13 @@ class PostgresStore:
         return db
 
     def _make_schema(self, db: psycopg.Connection) -> None:
+        present = db.execute(
+            "SELECT to_regclass('rag_versions') IS NOT NULL AND to_regclass('rag_current') IS NOT "
+            "NULL AND EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector')"
+        ).fetchone()[0]
+        if present:  # a replica may have no right to create anything, and needs none
+            self._schema_ready = True
+            return
         try:
             with db.transaction():
                 db.execute("SELECT pg_advisory_xact_lock(hashtext('rag-schema'))")
@@ -384,7 +391,6 @@ class PostgresIndex(Index):
         self.connections = connections
         self.table = manifest["tables"]["chunks"]
         self.terms = manifest["tables"]["terms"]
-        self.avg_length = float(manifest["lexical"]["avg_length"]) or 1.0
         self.lexical = LEXICAL.format(language=LANGUAGE, terms=self.terms, chunks=self.table)
 
     @contextlib.contextmanager
@@ -416,7 +422,7 @@ class PostgresIndex(Index):
     def lexical_search(self, terms: list[str], n: int) -> list[tuple[int, float]]:
         if not terms:
             return []
-        params = {"n": self.size, "text": " ".join(terms), "avg": self.avg_length, "k": n}
+        params = {"n": self.size, "text": " ".join(terms), "k": n}
         with self.db() as db:
             rows = db.execute(self.lexical, params).fetchall()
         return [(int(i), float(s)) for i, s in rows]
