@@ -217,7 +217,7 @@ def search_command(
 @reports_errors
 def indexes_command(as_json: JsonOption = False) -> None:
     """List indexes with their documents, chunks, embedder and build time."""
-    from rag.store import describe_indexes
+    from rag.store import describe_indexes, open_store
 
     s = settings()
     rows = describe_indexes(s)
@@ -225,7 +225,7 @@ def indexes_command(as_json: JsonOption = False) -> None:
         emit(rows)
         return
     if not rows:
-        typer.echo(f"no indexes under {s.index_root}; build one with `rag index <corpus>`")
+        typer.echo(f"no indexes in {open_store(s).where}; build one with `rag index <corpus>`")
         return
     for row in rows:
         if "error" in row:
