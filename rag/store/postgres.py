@@ -264,8 +264,9 @@ class PostgresStore:
     def lock(self, name: str) -> Iterator[None]:
         """A session advisory lock: released by the server if the writer dies."""
         db = self.connect()
+        key = f"rag-index:{name}"
+        got = False
         try:
-            key = f"rag-index:{name}"
             (got,) = db.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
             if not got:
                 raise IndexLockedError(
@@ -274,7 +275,12 @@ class PostgresStore:
                 )
             yield
         finally:
-            db.close()  # ends the session, and the lock with it
+            # Unlocked before the connection goes: the server ends a closed session a moment
+            # later, and the next writer in this process would find the lock still held.
+            if got:
+                with contextlib.suppress(psycopg.Error):
+                    db.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+            db.close()
 
     def clean(self, name: str) -> None:
         """Drop versions retired longer than the grace period and tables of killed builds."""
