@@ -72,15 +72,16 @@ class RayEngine:
         context.execution_options.preserve_order = True  # chunk ids follow document order
         context.enable_progress_bars = show_progress
         actors = self.actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        blocks = min(len(docs), 200, max(actors, -(-len(docs) // DOCS_PER_BATCH)))
         dataset = ray.data.from_items(
             [{"id": d.id, "title": d.title, "text": d.text} for d in docs],
-            override_num_blocks=max(1, min(len(docs) // DOCS_PER_BATCH, 200)),
+            override_num_blocks=blocks,  # at least one per actor, so that every actor works
         ).map_batches(
             ChunkAndEmbed,
             fn_constructor_args=(self.settings,),
             batch_size=DOCS_PER_BATCH,
             batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=min(actors, len(docs))),
+            compute=ray.data.ActorPoolStrategy(size=min(actors, blocks)),
             num_cpus=1,
         )
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
