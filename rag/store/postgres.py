@@ -494,7 +494,7 @@ class PostgresWriter:
         self.base = base
         prefix = index_key(name) + uuid.uuid4().hex[:12]
         self.chunks, self.terms = prefix + "_c", prefix + "_t"
-        self.db = store.connect()
+        self.db = self.connect()
         self.loaders: list[psycopg.Connection] = []  # more COPY streams, for big batches
         self.dimension: int | None = None
         if base is not None:
@@ -503,6 +503,14 @@ class PostgresWriter:
             self.db.execute(
                 f'INSERT INTO "{self.chunks}" ({names}) SELECT {names} FROM "{base.table}"'
             )
+
+    def connect(self) -> psycopg.Connection:
+        db = self.store.connect()
+        # A killed writer's statements stop within a second instead of running to the end
+        # (and holding locks the next writer's cleanup waits on); PostgreSQL 14 and later.
+        with contextlib.suppress(psycopg.Error):
+            db.execute("SET client_connection_check_interval = 1000")
+        return db
 
     def _create(self, dimension: int) -> None:
         self.dimension = dimension
@@ -542,7 +550,7 @@ class PostgresWriter:
             self._copy(self.db, rows, vectors)
             return
         while len(self.loaders) < parts - 1:
-            self.loaders.append(self.store.connect())
+            self.loaders.append(self.connect())
         bounds = np.linspace(0, len(rows), parts + 1).astype(int).tolist()
         with ThreadPoolExecutor(parts) as pool:
             jobs = [
