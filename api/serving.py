@@ -6,14 +6,13 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from rag.chain import Pipeline, open_pipeline
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.errors import RagError
 from rag.generators import ChatGenerator, GenerationQueue, QueueFull  # noqa: F401 (re-exported)
-from rag.store import CURRENT, index_dir
+from rag.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +30,7 @@ class ServedIndex:
     ) -> None:
         self.settings, self.name = settings, name
         self.embedder, self.generator = embedder, generator
-        self.pointer: Path = index_dir(settings.index_root, name) / CURRENT
+        self.store = open_store(settings)  # where `rag index` publishes, here or in a database
         self.reload_lock = threading.Lock()
         self.last_error: str | None = None
         self._failed_version: str | None = None  # not retried until CURRENT moves again
@@ -39,8 +38,8 @@ class ServedIndex:
 
     def live_version(self) -> str | None:
         try:
-            return self.pointer.read_text().strip()
-        except OSError:
+            return self.store.live_version(self.name)
+        except (OSError, RagError):
             return None
 
     def current(self) -> Pipeline:

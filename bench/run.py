@@ -1,7 +1,7 @@
 """`make bench`: run each benchmark part, print its figures and targets, merge the results into
 bench/results.json and draw bench/results.png.
 
-    python -m bench.run [--quick] [--parts indexing,incremental,scale,answering,generation,startup]
+    python -m bench.run [--quick] [--parts indexing,incremental,scale,postgres,answering,...]
 
 Each part is a module of bench/ with `run(quick: bool) -> dict`. The dict may hold `figures`
 (lines to print), `targets` (name, value, goal, met) and `plot`, either
@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PARTS = ("indexing", "incremental", "scale", "answering", "generation", "startup")
+PARTS = ("indexing", "incremental", "scale", "postgres", "answering", "generation", "startup")
 
 
 def run_part(name: str, quick: bool) -> dict:

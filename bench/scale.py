@@ -1,7 +1,7 @@
 """Retrieval at scale (issue 5, item 3): exact FAISS against the IVF index the store picks by size.
 
 For each size (10k, 100k, 1M chunks; 5k and 20k in quick mode) this builds an index through the
-real write path (`VersionWriter`: SQLite rows + FTS5, vectors, publish), then measures, each in
+real write path (`LocalWriter`: SQLite rows + FTS5, vectors, publish), then measures, each in
 a fresh process so that memory figures do not mix:
 
 - the served index as `rag` loads it (`load_index`: checksums, memory-mapped vectors, SQLite on
@@ -134,13 +134,13 @@ def build_index(
     root: Path, vectors: np.ndarray, anchor: np.ndarray, texts: list[str]
 ) -> dict[str, Any]:
     """Write a version through the store's own writer; the vector index is its choice."""
-    from rag.store import VersionWriter, now, writer_lock
+    from rag.store import LocalWriter, now, writer_lock
 
     directory = root / "scale"
     n, dimension = vectors.shape
     started = time.perf_counter()
     with writer_lock(directory):
-        writer = VersionWriter(directory, None)
+        writer = LocalWriter(directory, None)
         for start in range(0, n, 20_000):
             stop = min(n, start + 20_000)
             rows = [
@@ -178,7 +178,7 @@ def other_kind(work: Path, chosen: str, vectors: np.ndarray) -> dict[str, Any]:
     """The vectors file of the kind the store did not choose, for the side-by-side figures."""
     import faiss
 
-    from rag.vectorstores import VECTORS, FaissBackend, describe, exact_index
+    from rag.store.faiss_vectors import VECTORS, FaissBackend, describe, exact_index
 
     ids = np.arange(len(vectors), dtype=np.int64)
     started = time.perf_counter()
@@ -205,7 +205,7 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
 
     from rag.retrieval import retrieve
     from rag.store import load_index
-    from rag.vectorstores import FaissBackend
+    from rag.store.faiss_vectors import FaissBackend
 
     faiss.omp_set_num_threads(1)
     queries = np.load(args["queries"])

@@ -449,7 +449,7 @@ def open_pipeline(
     from rag.rerank import load_reranker
     from rag.store import load_index
 
-    index = load_index(settings.index_root, name)
+    index = load_index(settings, name)
     embedder = embedder or load_embedder(settings)
     index.check_embedder(embedder.name, embedder.dimension)
     if with_generator and generator is None:

@@ -86,7 +86,7 @@ def pick_index(name: str | None, s: Settings) -> str:
 
     if name:
         return name
-    existing = list_indexes(s.index_root)
+    existing = list_indexes(s)
     if len(existing) == 1:
         return existing[0]
     choices = ", ".join(existing) if existing else "none yet: run `rag index <corpus>`"
@@ -99,6 +99,12 @@ def index_command(
     corpus: Annotated[Path, typer.Argument(help="corpus directory or a .jsonl file")],
     index: IndexOption = None,
     rebuild: Annotated[bool, typer.Option(help="ignore the existing index")] = False,
+    engine: Annotated[
+        str, typer.Option(help="local, or ray: chunk and embed on a Ray cluster")
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster to use (default: RAY_ADDRESS or a local one)")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Build or update an index: embeds only new or changed documents."""
@@ -108,7 +114,15 @@ def index_command(
         quiet_libraries()
     s = settings()
     name = index or corpus.resolve().name
-    report = index_corpus(corpus, name, s, rebuild=rebuild, show_progress=not as_json)
+    report = index_corpus(
+        corpus,
+        name,
+        s,
+        rebuild=rebuild,
+        show_progress=not as_json,
+        engine=engine,
+        ray_address=ray_address,
+    )
     if as_json:
         emit(report.as_dict())
         return
@@ -205,15 +219,15 @@ def search_command(
 @reports_errors
 def indexes_command(as_json: JsonOption = False) -> None:
     """List indexes with their documents, chunks, embedder and build time."""
-    from rag.store import describe_indexes
+    from rag.store import describe_indexes, open_store
 
     s = settings()
-    rows = describe_indexes(s.index_root)
+    rows = describe_indexes(s)
     if as_json:
         emit(rows)
         return
     if not rows:
-        typer.echo(f"no indexes under {s.index_root}; build one with `rag index <corpus>`")
+        typer.echo(f"no indexes in {open_store(s).where}; build one with `rag index <corpus>`")
         return
     for row in rows:
         if "error" in row:
@@ -335,7 +349,7 @@ def serve_command(
     s = settings()
     names = [check_name(n) for n in index]
     for name in names:  # fail fast on a missing or broken index, before loading models
-        load_index(s.index_root, name).close()
+        load_index(s, name).close()
     uvicorn.run(create_app(s, names), host=host, port=port, log_level="info")
 
 

@@ -38,11 +38,18 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid")
 
     index_root: Path = Path("indexes")
-    # Where vectors live: FAISS files beside the chunks, or PostgreSQL + pgvector (docs/scaling.md).
-    vector_store: Literal["faiss", "pgvector"] = "faiss"
-    pg_dsn: str | None = Field(None, description="libpq URI of the pgvector database")
+    # Where indexes live: a folder each (SQLite + FAISS), or wholly in PostgreSQL + pgvector
+    # ("postgres"; "pgvector" is its earlier name). See docs/scaling.md.
+    vector_store: Literal["faiss", "postgres", "pgvector"] = "faiss"
+    pg_dsn: str | None = Field(None, description="libpq URI of the PostgreSQL database")
+    pg_grace_seconds: float = Field(
+        300.0, ge=0, description="how long a replaced version stays for requests in flight"
+    )
     exact_limit: int = Field(100_000, ge=1, description="chunks from which FAISS uses IVF")
     nprobe: int = Field(48, ge=1, description="IVF lists searched per query")
+    lexical: Literal["fts5", "tantivy"] = Field(
+        "fts5", description="word search of folder indexes: SQLite FTS5, or tantivy (prunes)"
+    )
 
     embedder: str = PACKAGED_EMBEDDER
     embed_batch_size: int = Field(64, ge=1)

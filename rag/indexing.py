@@ -6,9 +6,12 @@ import errno
 import logging
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
+
+import numpy as np
 
 from rag.chunking import Chunk, Chunker
 from rag.config import Settings
@@ -17,17 +20,16 @@ from rag.embeddings import Embedder, load_embedder, resolve_embedder
 from rag.errors import CorruptIndexError, InputError, RagError
 from rag.progress import bar, progress
 from rag.store import (
+    FaissBackend,
     Index,
+    LocalStore,
+    Store,
     VersionWriter,
     check_name,
-    index_dir,
-    load_index,
     now,
-    read_manifest,
-    remove_leftovers,
-    writer_lock,
+    open_store,
+    store_kind,
 )
-from rag.vectorstores import FaissBackend, VectorBackend, make_backend, vectors_entry
 
 log = logging.getLogger(__name__)
 EMBED_BATCH = 256
@@ -65,51 +67,56 @@ class SyncReport:
 
 def sync_index(
     corpus: Corpus,
-    root: Path,
+    store: Store | Path,
     name: str,
     embedder: Embedder,
     chunker: Chunker,
     *,
     rebuild: bool = False,
     show_progress: bool = True,
-    backend: VectorBackend | None = None,
+    backend: FaissBackend | None = None,
+    engine: Engine | None = None,
 ) -> SyncReport:
     """Make index `name` match the corpus: add new, re-embed changed, drop removed documents.
 
-    `backend` is where the vectors go: FAISS files by default (see `rag.vectorstores`).
+    `store` is where the index lives (`rag.store.open_store`); a path is a folder store whose
+    FAISS options `backend` gives. `engine` chunks and embeds: in this process by default, or
+    on a Ray cluster (`rag.ray_ingest.RayEngine`); either way this writer stores the result.
     """
     started = time.perf_counter()
-    directory = index_dir(root, name)
-    backend = backend or FaissBackend()
-    with writer_lock(directory):
-        remove_leftovers(directory)
-        live = _live_vectors(directory)
-        if live is not None:
-            backend.prune(directory, live)  # what killed or superseded builds left behind
+    check_name(name)
+    if isinstance(store, (str, Path)):
+        store = LocalStore(Path(store), backend)
+    with store.lock(name):
+        store.clean(name)  # what killed builds left, and versions past their grace period
         base = None
-        if not rebuild and (directory / "CURRENT").exists():
-            base = load_index(root, name, dsn=getattr(backend, "dsn", None))
+        if not rebuild and store.live_version(name) is not None:
+            base = store.open(name)
+        failed = True
         try:
             if base is not None:
-                _check_compatible(base, embedder, chunker, backend)
+                _check_compatible(base, embedder, chunker, store)
             report = _apply(
-                corpus, directory, name, base, embedder, chunker, show_progress, started, backend
+                corpus, store, name, base, embedder, chunker, show_progress, started, engine
             )
-            published = _live_vectors(directory)
-            if report.written and live is not None and published is not None:
-                backend.prune(directory, live + published)  # the previous one serves readers
+            failed = False
         except (OSError, sqlite3.Error, RuntimeError) as exc:
             if not _disk_full(exc):
                 raise
             raise RagError(
-                f"no space left on device while writing index {name!r} in {directory}; "
+                f"no space left on device while writing index {name!r} in {store.where}; "
                 "the previous version is intact and still in service. Free some space and run "
                 "`rag index` again"
             ) from None
         finally:
             if base is not None:
                 base.close()
-            remove_leftovers(directory)  # a failed build, or the version CURRENT moved on from
+            try:
+                store.clean(name)  # a failed build, or the version the index moved on from
+            except RagError as exc:
+                if not failed:
+                    raise
+                log.warning("could not clean up after the failed build: %s", exc)
     report.rebuilt = base is None
     report.seconds = time.perf_counter() - started
     return report
@@ -123,26 +130,13 @@ def _disk_full(exc: BaseException) -> bool:
     return "disk is full" in text or "no space left" in text
 
 
-def _live_vectors(directory: Path) -> list[dict[str, Any]] | None:
-    """The live version's vectors entry ([] when none); None when it cannot be read."""
-    if not (directory / "CURRENT").is_file():
-        return []
-    try:
-        live = (directory / "CURRENT").read_text().strip()
-        return [vectors_entry(read_manifest(directory / live))]
-    except (OSError, RagError):
-        return None
-
-
-def _check_compatible(
-    base: Index, embedder: Embedder, chunker: Chunker, backend: VectorBackend
-) -> None:
+def _check_compatible(base: Index, embedder: Embedder, chunker: Chunker, store: Store) -> None:
     base.check_embedder(embedder.name, embedder.dimension)
-    built_in = vectors_entry(base.manifest)["backend"]
-    if built_in != backend.name:
+    built_in = store_kind(base.manifest)
+    if built_in != store.kind:
         raise InputError(
-            f"index {base.name!r} keeps its vectors in {built_in}, settings now ask for "
-            f"{backend.name}; pass --rebuild to rebuild it there"
+            f"index {base.name!r} lives in the {built_in} store, settings now ask for "
+            f"{store.kind}; pass --rebuild to rebuild it there"
         )
     built = base.manifest["chunking"]
     wanted = {"chunk_size": chunker.chunk_size, "chunk_overlap": chunker.chunk_overlap}
@@ -155,14 +149,14 @@ def _check_compatible(
 
 def _apply(
     corpus: Corpus,
-    directory: Path,
+    store: Store,
     name: str,
     base: Index | None,
     embedder: Embedder,
     chunker: Chunker,
     show_progress: bool,
     started: float,
-    backend: VectorBackend,
+    engine: Engine | None,
 ) -> SyncReport:
     current = {doc.id: doc for doc in corpus.documents}
     new, changed, removed = diff_documents(base.manifest["documents"] if base else {}, current)
@@ -170,16 +164,16 @@ def _apply(
     if base is not None and not (new or changed or removed):
         return report
 
-    writer = VersionWriter(directory, base, backend)
+    writer = store.writer(name, base)
     try:
         report.chunks_removed = writer.remove_documents([d.id for d in changed] + removed)
         todo = new + changed
-        chunks = _chunk(todo, chunker, show_progress)
-        _embed_into(writer, chunks, embedder, show_progress)
-        report.chunks_added = len(chunks)
+        batches = (engine or LocalEngine()).embed(todo, embedder, chunker, show_progress)
+        per_doc = _write(writer, batches, embedder)
+        report.chunks_added = sum(per_doc.values())
         report.chunks = writer.chunk_count()
         report.seconds = time.perf_counter() - started
-        manifest = _manifest(name, base, embedder, chunker, current, chunks, report)
+        manifest = _manifest(name, base, embedder, chunker, current, per_doc, report)
         report.version = writer.publish(manifest)
     except BaseException:
         writer.abandon()
@@ -221,28 +215,30 @@ def _report(
 
 
 def check_up_to_date(
-    corpus: Corpus, root: Path, name: str, settings: Settings
+    corpus: Corpus, store: Store | Path, name: str, settings: Settings
 ) -> SyncReport | None:
     """A report when the index already matches corpus and settings, without loading a model.
 
     This keeps a no-change `rag index` to the cost of reading the corpus.
     """
-    directory = index_dir(root, name)
-    if not (directory / "CURRENT").is_file():
-        return None
+    store = open_store(store)
     try:
-        live = (directory / "CURRENT").read_text().strip()
-        manifest = read_manifest(directory / live)
+        manifest = store.live_manifest(check_name(name))
+        if manifest is None or not store.is_tidy(name):
+            return None  # a killed build left something: the locked path below cleans it
     except (OSError, CorruptIndexError):
         return None  # e.g. a writer just replaced that version: the locked path decides
-    if any(p.name not in {".lock", "CURRENT", live} for p in directory.iterdir()):
-        return None  # a killed build left files: the locked path below cleans them
     chunking = {"chunk_size": settings.chunk_size, "chunk_overlap": settings.chunk_overlap}
     if manifest["embedder"]["name"] != resolve_embedder(settings.embedder)[0]:
         return None
     if manifest.get("chunking") != chunking:
         return None
-    if vectors_entry(manifest)["backend"] != settings.vector_store:
+    if store_kind(manifest) != store.kind:
+        return None
+    if (
+        store.kind == "local"
+        and manifest.get("lexical", {}).get("engine", "fts5") != settings.lexical
+    ):
         return None
     current = {doc.id: doc for doc in corpus.documents}
     new, changed, removed = diff_documents(manifest["documents"], current)
@@ -251,34 +247,53 @@ def check_up_to_date(
     return _report(name, manifest, corpus, new, changed, removed)
 
 
-def _chunk(docs: list[Document], chunker: Chunker, show_progress: bool) -> list[Chunk]:
-    chunks: list[Chunk] = []
-    for doc in progress(docs, total=len(docs), desc="chunking", unit="doc", show=show_progress):
-        chunks.extend(chunker.split(doc))
-    return chunks
+class Engine(Protocol):
+    """Chunks and embeds documents, yielding (chunks, vectors) batches in document order."""
+
+    def embed(
+        self, docs: list[Document], embedder: Embedder, chunker: Chunker, show_progress: bool
+    ) -> Iterator[tuple[list[Chunk], np.ndarray]]: ...
 
 
-def _embed_into(
-    writer: VersionWriter, chunks: list[Chunk], embedder: Embedder, show_progress: bool
-) -> None:
-    """Embed in large batches and add them as they come, so memory stays bounded."""
-    writer.ensure_vectors(embedder.dimension)
+class LocalEngine:
+    """In this process, with the loaded embedder, in large batches so memory stays bounded."""
+
+    def embed(
+        self, docs: list[Document], embedder: Embedder, chunker: Chunker, show_progress: bool
+    ) -> Iterator[tuple[list[Chunk], np.ndarray]]:
+        chunks: list[Chunk] = []
+        for doc in progress(docs, total=len(docs), desc="chunking", unit="doc", show=show_progress):
+            chunks.extend(chunker.split(doc))
+        with bar(len(chunks), desc="embedding", unit="chunk", show=show_progress) as meter:
+            for start in range(0, len(chunks), EMBED_BATCH):
+                batch = chunks[start : start + EMBED_BATCH]
+                yield batch, embedder.encode([c.embed_text for c in batch])
+                meter.update(len(batch))
+
+
+def _write(
+    writer: VersionWriter, batches: Iterator[tuple[list[Chunk], np.ndarray]], embedder: Embedder
+) -> dict[str, int]:
+    """Give each chunk the next id and hand it to the store's writer; chunks per document."""
     next_id = writer.next_id()
-    with bar(len(chunks), desc="embedding", unit="chunk", show=show_progress) as meter:
-        for start in range(0, len(chunks), EMBED_BATCH):
-            batch = chunks[start : start + EMBED_BATCH]
-            vectors = embedder.encode([c.embed_text for c in batch])
-            if vectors.shape[1] != embedder.dimension:
-                raise RagError(
-                    f"embedder returned {vectors.shape[1]} dims, expected {embedder.dimension}"
-                )
-            rows = [
-                (next_id + n, c.doc_id, c.chunk_no, c.start, c.end, c.title, c.text)
-                for n, c in enumerate(batch)
-            ]
-            writer.add_chunks(rows, vectors)
-            next_id += len(batch)
-            meter.update(len(batch))
+    per_doc: dict[str, int] = {}
+    for batch, vectors in batches:
+        if not batch:
+            continue
+        if vectors.shape != (len(batch), embedder.dimension):
+            raise RagError(
+                f"embedder returned vectors of shape {vectors.shape}, expected "
+                f"({len(batch)}, {embedder.dimension})"
+            )
+        rows = [
+            (next_id + n, c.doc_id, c.chunk_no, c.start, c.end, c.title, c.text)
+            for n, c in enumerate(batch)
+        ]
+        writer.add_chunks(rows, vectors)
+        next_id += len(batch)
+        for chunk in batch:
+            per_doc[chunk.doc_id] = per_doc.get(chunk.doc_id, 0) + 1
+    return per_doc
 
 
 def _manifest(
@@ -287,12 +302,9 @@ def _manifest(
     embedder: Embedder,
     chunker: Chunker,
     current: dict[str, Document],
-    chunks: list[Chunk],
+    per_doc: dict[str, int],
     report: SyncReport,
 ) -> dict[str, Any]:
-    per_doc: dict[str, int] = {}
-    for chunk in chunks:
-        per_doc[chunk.doc_id] = per_doc.get(chunk.doc_id, 0) + 1
     old = base.manifest["documents"] if base else {}
     documents = {
         doc_id: {
@@ -319,7 +331,7 @@ def _manifest(
             "new": report.new,
             "changed": report.changed,
             "removed": report.removed,
-            "chunks_added": len(chunks),
+            "chunks_added": sum(per_doc.values()),
             "seconds": round(report.seconds, 3),
         },
     }
@@ -339,27 +351,40 @@ def index_corpus(
     embedder: Embedder | None = None,
     rebuild: bool = False,
     show_progress: bool = True,
+    engine: Literal["local", "ray"] = "local",
+    ray_address: str | None = None,
 ) -> SyncReport:
-    """Load a corpus and sync it into `settings.index_root/name` (the `rag index` command)."""
+    """Load a corpus and sync it into the store settings name (the `rag index` command).
+
+    `engine="ray"` chunks and embeds on Ray (`rag.ray_ingest`), at `ray_address` or locally.
+    """
     check_name(name)
     started = time.perf_counter()
     corpus = load_corpus(corpus_path)
-    if not rebuild and (report := check_up_to_date(corpus, settings.index_root, name, settings)):
+    store = open_store(settings)
+    if not rebuild and (report := check_up_to_date(corpus, store, name, settings)):
         report.seconds = time.perf_counter() - started
         return report
     embedder = embedder or load_embedder(settings)
     return sync_index(
         corpus,
-        settings.index_root,
+        store,
         name,
         embedder,
         make_chunker(embedder, settings),
         rebuild=rebuild,
         show_progress=show_progress,
-        backend=make_backend(
-            settings.vector_store,
-            exact_limit=settings.exact_limit,
-            nprobe=settings.nprobe,
-            dsn=settings.pg_dsn,
-        ),
+        engine=_engine(engine, settings, ray_address),
     )
+
+
+def _engine(name: str, settings: Settings, address: str | None) -> Engine:
+    if name == "ray":
+        from rag.ray_ingest import RayEngine
+
+        return RayEngine(settings, address)
+    if address:
+        raise InputError("--ray-address needs --engine ray")
+    if name != "local":
+        raise InputError(f"unknown engine {name!r}: use local or ray")
+    return LocalEngine()

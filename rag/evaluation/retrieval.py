@@ -95,7 +95,7 @@ def evaluate_retrieval(
     embedder = load_embedder(settings)
     name = f"{dataset.name}-corpus"
     index_corpus(dataset.corpus, name, settings, embedder=embedder, show_progress=not quiet)
-    index = load_index(settings.index_root, name)
+    index = load_index(settings, name)
     try:
         return [
             score_retrieval(

@@ -106,7 +106,7 @@ def run_evaluation(
     results: dict[str, Any] = {"prepare": {}, "systems": {}, "new_knowledge": {}}
 
     def new_pipeline(model_generator: ChatGenerator) -> Pipeline:
-        index = load_index(settings.index_root, "eval")
+        index = load_index(settings, "eval")
         return Pipeline(index, embedder, model_generator, settings)
 
     # Preparation: an index build for the rag systems, a fine-tuning run for the ft ones.
@@ -274,7 +274,7 @@ def new_knowledge(
         report = index_corpus(
             full, "eval", e.settings, embedder=e.embedder, show_progress=e.show_progress
         )
-        index = load_index(e.settings.index_root, "eval")
+        index = load_index(e.settings, "eval")
         runner = Retrieval("rag", Pipeline(index, e.embedder, generator, e.settings))
         out["rag"] = {
             "seconds": report.seconds,

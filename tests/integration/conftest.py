@@ -1,7 +1,8 @@
 """Real models, loaded once per test session (the generator takes ~15-30 s to dequantize).
 
-Indexes are built and searched once per vector store backend (`index_settings`): FAISS, and
-PostgreSQL + pgvector on a server these fixtures start (pgserver ships one with pgvector).
+Indexes are built and searched once per store (`index_settings`): folders (SQLite + FAISS), and
+the whole index in PostgreSQL + pgvector on a server these fixtures start (pgserver ships one
+with pgvector).
 """
 
 from __future__ import annotations
@@ -75,7 +76,6 @@ def pg_dsn() -> Iterator[str]:
             pytest.skip("pgserver is not installed: pip install -e '.[test]'")
         server = pgserver.get_server(tempfile.mkdtemp(prefix="rag-pg-"), cleanup_mode="delete")
     try:
-        server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
         yield server.get_uri()
     finally:
         server.cleanup()
@@ -98,6 +98,20 @@ def index_settings(backend: str, settings: Settings, request, tmp_path_factory) 
             "pg_dsn": request.getfixturevalue("pg_dsn"),
         }
     )
+
+
+def fresh_database(dsn: str) -> str:
+    """A new, empty database on the same server: indexes in PostgreSQL are named, not placed,
+    so tests that reuse an index name need a database of their own."""
+    import uuid
+
+    import psycopg
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(dsn, autocommit=True) as db:
+        db.execute(f"CREATE DATABASE {name}")
+    before, _, after = dsn.partition("?")
+    return before.rsplit("/", 1)[0] + "/" + name + ("?" + after if after else "")
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -127,6 +141,6 @@ def sample_index(index_settings: Settings, embedder: Embedder, tmp_path_factory)
 @pytest.fixture(scope="session")
 def pipeline(index_settings, embedder, generator, sample_index) -> Pipeline:
     s = index_settings
-    index = load_index(s.index_root, sample_index, dsn=s.pg_dsn)
+    index = load_index(s, sample_index)
     yield Pipeline(index, embedder, generator, s)
     index.close()

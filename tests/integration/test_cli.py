@@ -9,15 +9,18 @@ from pathlib import Path
 import pytest
 
 from ..conftest import SAMPLE
-from .conftest import run_rag, settings_env
+from .conftest import fresh_database, run_rag, settings_env
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def env(tmp_path: Path, index_settings) -> dict[str, str]:
-    """A fresh index root, on each vector store backend."""
-    return settings_env(index_settings) | {"RAG_INDEX_ROOT": str(tmp_path / "indexes")}
+    """A fresh index root (or database), on each store."""
+    env = settings_env(index_settings) | {"RAG_INDEX_ROOT": str(tmp_path / "indexes")}
+    if index_settings.pg_dsn:
+        env["RAG_PG_DSN"] = fresh_database(index_settings.pg_dsn)
+    return env
 
 
 @pytest.fixture

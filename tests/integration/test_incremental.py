@@ -14,7 +14,7 @@ import pytest
 
 from rag.indexing import index_corpus
 from rag.retrieval import retrieve
-from rag.store import load_index
+from rag.store import load_index, open_store
 
 from ..conftest import REPO, SAMPLE
 from .conftest import sample_questions, settings_env
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 
 def results(settings, embedder, name: str) -> dict[str, list[tuple]]:
-    index = load_index(settings.index_root, name, dsn=settings.pg_dsn)
+    index = load_index(settings, name)
     try:
         out = {}
         for question, _, _ in sample_questions():
@@ -69,11 +69,11 @@ def test_killed_build_leaves_previous_index_loadable(
     for file in keep:
         shutil.copy(file, small / file.name)
     index_corpus(small, "crash", settings, embedder=embedder, show_progress=False)
-    before = load_index(settings.index_root, "crash", dsn=settings.pg_dsn)
+    before = load_index(settings, "crash")
     old_version, old_size = before.version, before.size
     before.close()
 
-    directory = Path(settings.index_root) / "crash"
+    store = open_store(settings)
     env = {**os.environ, **settings_env(settings)}
     process = subprocess.Popen(
         [sys.executable, "-m", "rag.cli", "index", str(corpus), "--index", "crash", "--json"],
@@ -83,7 +83,7 @@ def test_killed_build_leaves_previous_index_loadable(
         stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 120
-    while not any(p.name.startswith(".tmp-") for p in directory.iterdir()):
+    while store.is_tidy("crash"):  # until the build has written something of its own
         assert process.poll() is None, "the build ended before it could be killed"
         assert time.time() < deadline
         time.sleep(0.05)
@@ -91,12 +91,11 @@ def test_killed_build_leaves_previous_index_loadable(
     process.send_signal(signal.SIGKILL)
     process.wait()
 
-    after = load_index(settings.index_root, "crash", dsn=settings.pg_dsn)
+    after = load_index(settings, "crash")
     assert (after.version, after.size) == (old_version, old_size)
     after.close()
-    assert any(p.name.startswith(".tmp-") for p in directory.iterdir()), "killed mid-write"
+    assert not store.is_tidy("crash"), "killed mid-write"
 
     report = index_corpus(small, "crash", settings, embedder=embedder, show_progress=False)
     assert not report.written
-    leftovers = [p.name for p in directory.iterdir() if p.name.startswith(".tmp-")]
-    assert leftovers == [], "the next writer cleans what the killed one left"
+    assert store.is_tidy("crash"), "the next writer cleans what the killed one left"

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rag.config import Settings
 from rag.documents import load_corpus
 from rag.errors import InputError
 from rag.indexing import sync_index
 from rag.retrieval import retrieve
-from rag.store import load_index
-from rag.vectorstores import FaissBackend, make_backend, nlist_for
+from rag.store import LocalStore, load_index, open_store
+from rag.store.faiss_vectors import FaissBackend, nlist_for
 
 from .test_store import chunker
 
@@ -131,7 +132,13 @@ def test_sync_index_on_ivf_updates_incrementally(tmp_path: Path, fake_embedder) 
         index.close()
 
 
-def test_switching_vector_store_needs_rebuild(tiny_corpus: Path, tmp_path: Path, fake_embedder):
+class ElsewhereStore(LocalStore):
+    """The same folders, under another store's name: as an index moved between stores."""
+
+    kind = "elsewhere"
+
+
+def test_switching_store_needs_rebuild(tiny_corpus: Path, tmp_path: Path, fake_embedder):
     root = tmp_path / "idx"
     sync_index(
         load_corpus(tiny_corpus),
@@ -141,25 +148,30 @@ def test_switching_vector_store_needs_rebuild(tiny_corpus: Path, tmp_path: Path,
         chunker(fake_embedder),
         show_progress=False,
     )
-    manifest = next(root.glob("t/v-*/manifest.json"))
-    assert json.loads(manifest.read_text())["vectors"]["backend"] == "faiss"
-    elsewhere = FaissBackend(name="elsewhere")  # as another backend would be
+    manifest = json.loads(next(root.glob("t/v-*/manifest.json")).read_text())
+    assert (manifest["store"], manifest["vectors"]["backend"]) == ("local", "faiss")
 
     (tiny_corpus / "new.txt").write_text("Something new.\n")
     with pytest.raises(InputError, match="--rebuild"):
         sync_index(
             load_corpus(tiny_corpus),
-            root,
+            ElsewhereStore(root),
             "t",
             fake_embedder,
             chunker(fake_embedder),
             show_progress=False,
-            backend=elsewhere,
         )
 
 
-def test_unknown_vector_store_and_pgvector_without_a_database_are_refused() -> None:
-    with pytest.raises(InputError, match="unknown vector store"):
-        make_backend("milvus")
-    with pytest.raises(InputError, match="RAG_PG_DSN"):
-        make_backend("pgvector", dsn=None)
+def test_unknown_store_and_postgres_without_a_database_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="unknown store"):
+        open_store(Settings.model_construct(vector_store="milvus", index_root=tmp_path))
+    for name in ("postgres", "pgvector"):  # pgvector: the earlier name still works
+        with pytest.raises(InputError, match="RAG_PG_DSN"):
+            open_store(Settings(vector_store=name, pg_dsn=None, index_root=tmp_path))
+
+
+def test_the_factory_picks_the_folder_store_with_faiss_options(tmp_path: Path) -> None:
+    store = open_store(Settings(index_root=tmp_path, exact_limit=7, nprobe=3))
+    assert isinstance(store, LocalStore)
+    assert (store.root, store.vectors.exact_limit, store.vectors.nprobe) == (tmp_path, 7, 3)

@@ -1,10 +1,8 @@
-"""Where an index keeps its vectors: FAISS files in the version folder (the default), or a
-vector database behind LangChain's vector store interface (`rag.pgvector`).
+"""The vectors of a folder version: FAISS files beside the SQLite chunk store.
 
-`rag.store` owns the chunk store (SQLite + FTS5), the manifest and atomic publishing; a backend
-only answers "which chunk ids are nearest to this vector" for a loaded version
-(`VectorStore`) and builds the vectors of a new version (`VectorWriter`). Retrieval and the
-chain see the same `Index` whichever backend answers.
+`rag.store.local` owns the chunk store (SQLite + FTS5), the manifest and atomic publishing;
+this module only answers "which chunk ids are nearest to this vector" for a loaded version
+(`VectorStore`) and builds the vectors of a new version (`VectorWriter`).
 
 FAISS chooses its index by size when a version is written: exact inner product
 (`IndexIDMap2(IndexFlatIP)`) below `exact_limit` chunks, an inverted file storing float16
@@ -25,7 +23,7 @@ from typing import Any, Protocol
 import faiss
 import numpy as np
 
-from rag.errors import CorruptIndexError, InputError
+from rag.errors import CorruptIndexError
 
 VECTORS = "vectors.faiss"
 DEFAULT_EXACT_LIMIT = 100_000
@@ -60,25 +58,6 @@ class VectorWriter(Protocol):
         ...
 
     def abandon(self) -> None: ...
-
-
-class VectorBackend(Protocol):
-    name: str
-
-    def open(self, path: Path, entry: dict[str, Any]) -> VectorStore: ...
-
-    def writer(
-        self,
-        directory: Path,
-        tag: str,
-        base: dict[str, Any] | None,
-        base_path: Path | None,
-        dimension: int,
-    ) -> VectorWriter: ...
-
-    def prune(self, directory: Path, keep: list[dict[str, Any]]) -> None:
-        """Drop what versions of this index other than `keep` left outside their folders."""
-        ...
 
 
 def vectors_entry(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -123,9 +102,6 @@ class FaissBackend:
         # Read the base afresh rather than cloning the loaded one: that one is memory-mapped.
         index = faiss.read_index(str(base_path / VECTORS)) if base_path is not None else None
         return FaissWriter(self, index or exact_index(dimension))
-
-    def prune(self, directory: Path, keep: list[dict[str, Any]]) -> None:
-        """Nothing: FAISS files live and die with their version folder."""
 
     def fit(self, index: faiss.Index) -> faiss.Index:
         """The index this many vectors should be served from, converting when size says so.
@@ -243,21 +219,3 @@ class FaissWriter:
 
     def abandon(self) -> None:
         self.index = None
-
-
-def make_backend(
-    name: str, *, exact_limit: int = DEFAULT_EXACT_LIMIT, nprobe: int = 48, dsn: str | None = None
-) -> VectorBackend:
-    """The backend a configured `vector_store` names (pgvector is imported only when used)."""
-    if name == "faiss":
-        return FaissBackend(exact_limit=exact_limit, nprobe=nprobe)
-    if name == "pgvector":
-        try:
-            from rag.pgvector import PgvectorBackend
-        except ImportError as exc:
-            raise InputError(
-                f"the pgvector vector store needs its extra ({exc.name} is missing): "
-                "pip install -e '.[pgvector]'"
-            ) from None
-        return PgvectorBackend(dsn)
-    raise InputError(f"unknown vector store {name!r}: use faiss or pgvector")
