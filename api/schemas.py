@@ -28,6 +28,15 @@ NOT_BLANK = r"[^\t\n\x0b\x0c\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\
 Flag = Annotated[bool, Field(strict=True)]
 
 
+class HistoryTurn(BaseModel):
+    """An earlier question of the conversation and the answer it got."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(max_length=2000)
+    answer: str | None = Field(None, max_length=16_000)
+
+
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -43,6 +52,12 @@ class AskRequest(BaseModel):
         None, description="keep passages whose metadata equals these values (doc_id, title)"
     )
     stream: Flag = False
+    history: list[HistoryTurn] = Field(
+        default_factory=list,
+        max_length=64,
+        description="earlier turns, oldest first; the question is read in their light "
+        "(bounded by RAG_MAX_HISTORY_TURNS and RAG_MAX_HISTORY_CHARS)",
+    )
 
 
 class Timings(BaseModel):
@@ -53,6 +68,7 @@ class Timings(BaseModel):
 
 
 class AskResponse(BaseModel):
+    question: str = Field(description="the question answered; standalone when history was sent")
     answer: str
     abstained: bool
     reason: str | None
@@ -79,15 +95,65 @@ class IndexInfo(BaseModel):
     last_error: str | None = None
 
 
+class ContentPart(BaseModel):
+    """One part of a message's content; only text parts are understood."""
+
+    type: Literal["text"] = Field(description="image, audio and file parts are refused")
+    text: str = Field(max_length=65_536)
+
+
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str = Field(max_length=2000)
+    content: str | list[ContentPart] | None = Field(
+        None, description="text, a list of text parts, or null (an assistant turn)"
+    )
+
+    @field_validator("content")
+    @classmethod
+    def _bounded(cls, content: str | list[ContentPart] | None):
+        if isinstance(content, str) and len(content) > 65_536:
+            raise ValueError("a message may hold at most 65536 characters")
+        return content
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
+
+
+class ResponseFormat(BaseModel):
+    type: Literal["text"] = Field(description="json_object and json_schema are refused")
+
+
+class StreamOptions(BaseModel):
+    include_usage: Flag = False
+
+
+Bounded = Annotated[int, Field(ge=1, le=512), BeforeValidator(_json_number)]
+# Fields of OpenAI's request that this service does not implement, and why: a request that
+# sets one gets a 400 naming it instead of an answer that silently ignores it.
+UNSUPPORTED = {
+    "n": "n > 1 is not supported: one choice is returned",
+    "tools": "tools are not supported: answers come from the retrieved passages",
+    "tool_choice": "tool_choice other than 'none' is not supported",
+    "functions": "functions are not supported: answers come from the retrieved passages",
+    "function_call": "function_call other than 'none' is not supported",
+    "response_format": "only response_format {'type': 'text'} is supported",
+    "logprobs": "logprobs are not supported",
+    "top_logprobs": "top_logprobs are not supported",
+}
 
 
 class ChatRequest(BaseModel):
-    """The subset of OpenAI's chat completions request that this service honours."""
+    """The subset of OpenAI's chat completions request that this service honours.
 
-    model: str | None = None
+    The last user message is the question; earlier user and assistant messages are the
+    conversation it is read in; system messages are accepted and not used (the service has
+    its own grounding prompt). Unknown fields are ignored, as OpenAI's own API does.
+    """
+
+    model: str | None = Field(None, description="a served index (GET /v1/models)")
     messages: list[ChatMessage] = Field(
         min_length=1,
         max_length=64,
@@ -100,16 +166,68 @@ class ChatRequest(BaseModel):
             }
         },
     )
-    max_tokens: Annotated[int, Field(ge=1, le=512), BeforeValidator(_json_number)] | None = None
+    max_tokens: Bounded | None = None
+    max_completion_tokens: Bounded | None = Field(None, description="wins over max_tokens")
     temperature: Annotated[float, Field(ge=0, le=2), BeforeValidator(_json_number)] | None = None
     stream: Flag = False
+    stream_options: StreamOptions | None = None
+    n: Annotated[int, Field(ge=1, le=1), BeforeValidator(_json_number)] | None = None
+    tools: list[dict[str, Any]] | None = Field(None, max_length=0)
+    tool_choice: Literal["none"] | None = None
+    functions: list[dict[str, Any]] | None = Field(None, max_length=0)
+    function_call: Literal["none"] | None = None
+    response_format: ResponseFormat | None = None
+    logprobs: Literal[False] | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=0), BeforeValidator(_json_number)] | None = None
 
     @field_validator("messages")
     @classmethod
     def _has_a_question(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
-        if not any(m.role == "user" and m.content.strip() for m in messages):
+        if not any(m.role == "user" and m.text.strip() for m in messages):
             raise ValueError("messages hold no user message with content")
         return messages
+
+    @property
+    def new_tokens(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class ModelCard(BaseModel):
+    """A served index, as OpenAI lists models."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class OpenAIErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIError(BaseModel):
+    """OpenAI's error shape, used on /v1/*; the other routes answer problem documents."""
+
+    error: OpenAIErrorBody
+
+
+def openai_error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    schema = OpenAIError.model_json_schema()
+    return {
+        code: {
+            "description": HTTPStatus(code).phrase,
+            "content": {"application/json": {"schema": schema}},
+        }
+        for code in codes
+    }
 
 
 class Problem(BaseModel):

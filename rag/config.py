@@ -82,6 +82,15 @@ class Settings(BaseSettings):
     focus_window: int = Field(0, ge=0, description="neighbouring sentences kept around each")
     focus_lexical_weight: float = Field(0.5, ge=0, description="bonus for sharing question words")
     max_question_chars: int = Field(2000, ge=1)
+    # Conversations (rag/conversation.py): a follow-up is made standalone before retrieval.
+    rewrite_follow_ups: Literal["rules", "model", "none"] = Field(
+        "rules", description="how a follow-up becomes a standalone question (docs/conversations.md)"
+    )
+    max_history_turns: int = Field(8, ge=0, description="earlier turns a conversation may carry")
+    max_history_chars: int = Field(8000, ge=0, description="characters of those earlier turns")
+    max_message_chars: int = Field(
+        16_000, ge=1, description="one chat message, e.g. a client's system prompt"
+    )
 
     # HTTP service (rag serve)
     api_key: SecretStr | None = Field(None, description="when set, every route but /healthz")
