@@ -101,6 +101,13 @@ RELATIONAL = frozenset(
     """name names number colour color kind type size part parts value values meaning
     purpose result effect length price""".split()
 )
+# Not names a follow-up's "it" stands for: titles cut from their name, days and months.
+TITLES = frozenset({"dr", "mr", "mrs", "ms", "prof"})
+CALENDAR = frozenset(
+    """monday tuesday wednesday thursday friday saturday sunday mondays tuesdays wednesdays
+    thursdays fridays saturdays sundays january february march april may june july august
+    september october november december""".split()
+)
 PROPER_NAME = re.compile(r"(?:Dr\.\s+)?[A-Z][\w'-]*(?:\s+(?:[A-Z][\w'-]*|of|the|de|van))*")
 
 
@@ -179,7 +186,10 @@ def name_in_answer(answer: str | None) -> str | None:
         name = match.group(0).strip()
         if match.start() == 0 and len(name.split()) == 1:
             continue  # a capital at the start of the sentence, not a name
-        if name.split()[0].lower() not in BOUNDARY | DETERMINERS | {"i", "yes", "no"}:
+        first = name.split()[0].lower()
+        if name.lower().rstrip(".") in TITLES or first in CALENDAR:
+            continue
+        if first not in BOUNDARY | DETERMINERS | {"i", "yes", "no"}:
             return name
     return None
 

@@ -122,3 +122,19 @@ def test_history_bounds_name_their_setting() -> None:
         check_history([Turn("a?", "b")] * 3, settings)
     with pytest.raises(InputError, match="RAG_MAX_HISTORY_CHARS"):
         check_history([Turn("x" * 40, "y" * 11)], settings)
+
+
+@pytest.mark.parametrize(
+    ("answer", "follow_up", "standalone"),
+    [  # a title cut from its name, or a weekday, is not what "his" or "its" stands for
+        ("The survey was led by Dr.", "Where does he work?", "Where does the survey work?"),
+        (None, "What heats its water?", "What heats the laundry room's water?"),
+    ],
+)
+def test_cut_titles_and_weekdays_are_not_referents(answer, follow_up, standalone) -> None:
+    first = {
+        "Where does he work?": "Who led the survey?",
+        "What heats its water?": "On which days is the laundry room open?",
+    }[follow_up]
+    answer = answer or "The laundry room is open on Tuesdays and Fridays."
+    assert standalone_question(follow_up, [Turn(first, answer)]) == standalone
