@@ -59,8 +59,11 @@ class Settings(BaseSettings):
     do_sample: bool = False
     temperature: float = Field(0.7, gt=0)
     threads: int | None = Field(None, ge=1)
+    # On by default: a fresh `rag ask` otherwise spends most of its time dequantizing the GGUF
+    # file again. Safe to share: written to a staging folder and renamed into place, safetensors
+    # and JSON only (no pickle), keyed by the GGUF file's SHA-256 and the transformers version.
     generator_cache: bool = Field(
-        False, description="keep the dequantized GGUF generator as safetensors in cache_dir"
+        True, description="keep the dequantized GGUF generator as safetensors in cache_dir"
     )
     cache_dir: Path | None = Field(None, description="converted models; default index_root/.cache")
 
