@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from rag.chain import Source
-from rag.config import RetrievalMode
+from rag.config import RetrievalMode, Settings
 
 
 def _json_number(value: Any) -> Any:
@@ -28,13 +28,18 @@ NOT_BLANK = r"[^\t\n\x0b\x0c\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\
 Flag = Annotated[bool, Field(strict=True)]
 
 
+# The schema's bounds are the settings' defaults, so that what it admits the service answers.
+HISTORY_TURNS = Settings.model_fields["max_history_turns"].default
+MESSAGE_CHARS = Settings.model_fields["max_message_chars"].default
+
+
 class HistoryTurn(BaseModel):
     """An earlier question of the conversation and the answer it got."""
 
     model_config = ConfigDict(extra="forbid")
 
     question: str = Field(max_length=2000)
-    answer: str | None = Field(None, max_length=16_000)
+    answer: str | None = Field(None, max_length=2000)
 
 
 class AskRequest(BaseModel):
@@ -54,7 +59,7 @@ class AskRequest(BaseModel):
     stream: Flag = False
     history: list[HistoryTurn] = Field(
         default_factory=list,
-        max_length=64,
+        max_length=HISTORY_TURNS,
         description="earlier turns, oldest first; the question is read in their light "
         "(bounded by RAG_MAX_HISTORY_TURNS and RAG_MAX_HISTORY_CHARS)",
     )
@@ -99,21 +104,14 @@ class ContentPart(BaseModel):
     """One part of a message's content; only text parts are understood."""
 
     type: Literal["text"] = Field(description="image, audio and file parts are refused")
-    text: str = Field(max_length=65_536)
+    text: str = Field(max_length=MESSAGE_CHARS)
 
 
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[ContentPart] | None = Field(
+    content: Annotated[str, Field(max_length=MESSAGE_CHARS)] | list[ContentPart] | None = Field(
         None, description="text, a list of text parts, or null (an assistant turn)"
     )
-
-    @field_validator("content")
-    @classmethod
-    def _bounded(cls, content: str | list[ContentPart] | None):
-        if isinstance(content, str) and len(content) > 65_536:
-            raise ValueError("a message may hold at most 65536 characters")
-        return content
 
     @property
     def text(self) -> str:

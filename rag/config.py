@@ -89,8 +89,10 @@ class Settings(BaseSettings):
     rewrite_follow_ups: Literal["rules", "model", "none"] = Field(
         "rules", description="how a follow-up becomes a standalone question (docs/conversations.md)"
     )
+    # /ask refuses a conversation past these; /v1/chat/completions, whose clients resend the
+    # whole conversation each time, reads only the most recent turns within them.
     max_history_turns: int = Field(8, ge=0, description="earlier turns a conversation may carry")
-    max_history_chars: int = Field(8000, ge=0, description="characters of those earlier turns")
+    max_history_chars: int = Field(32_000, ge=0, description="characters of those earlier turns")
     max_message_chars: int = Field(
         16_000, ge=1, description="one chat message, e.g. a client's system prompt"
     )

@@ -48,6 +48,20 @@ def check_history(history: Sequence[Turn], settings: Settings) -> None:
         )
 
 
+def recent_turns(history: Sequence[Turn], settings: Settings) -> list[Turn]:
+    """The most recent turns within both bounds, for clients that resend whole conversations."""
+    kept: list[Turn] = []
+    chars = 0
+    for turn in reversed(
+        history[-settings.max_history_turns :] if settings.max_history_turns else []
+    ):
+        chars += len(turn.question) + len(turn.answer or "")
+        if chars > settings.max_history_chars:
+            break
+        kept.append(turn)
+    return kept[::-1]
+
+
 def standalone_question(
     question: str,
     history: Sequence[Turn],

@@ -22,7 +22,7 @@ from api.problems import ModelNotFound, redact
 from api.schemas import EVENT_STREAM, ChatRequest, openai_error_responses
 from api.serving import detached_stream
 from rag.chain import Answer, Pipeline
-from rag.conversation import Turn, check_history, standalone_question
+from rag.conversation import Turn, recent_turns, standalone_question
 from rag.errors import InputError, RagError
 
 router = APIRouter(tags=["openai"], dependencies=[Depends(require_api_key)])
@@ -99,7 +99,7 @@ def chat_completions(body: ChatRequest, service: State):
     pipeline = service.index(model).current()
     question, history = conversation_of(body, service.settings.max_message_chars)
     question = pipeline.check_question(question)
-    check_history(history, service.settings)
+    history = recent_turns(history, service.settings)  # clients resend whole conversations
     if body.stream:
         service.queue.acquire()
         chunks = detached_stream(

@@ -138,3 +138,12 @@ def test_cut_titles_and_weekdays_are_not_referents(answer, follow_up, standalone
     }[follow_up]
     answer = answer or "The laundry room is open on Tuesdays and Fridays."
     assert standalone_question(follow_up, [Turn(first, answer)]) == standalone
+
+
+def test_recent_turns_keep_the_newest_within_both_bounds() -> None:
+    from rag.conversation import recent_turns
+
+    history = [Turn("one?", "a"), Turn("two?", "b"), Turn("three?", "c")]
+    assert recent_turns(history, Settings(max_history_turns=2)) == history[1:]
+    assert recent_turns(history, Settings(max_history_chars=12)) == history[1:]
+    assert recent_turns(history, Settings(max_history_turns=0)) == []

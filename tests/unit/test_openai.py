@@ -194,21 +194,33 @@ def test_follow_up_is_answered_from_the_conversation(client: TestClient) -> None
     assert alone["standalone_question"] == "What are they named after?"
 
 
-def test_history_past_the_bounds_is_refused(setup) -> None:  # noqa: F811
+def test_history_past_the_bounds_is_refused_on_ask(setup) -> None:  # noqa: F811
     with make_client(setup, max_history_turns=1, max_history_chars=200) as client:
-        turns = [
-            {"role": "user", "content": "Where is alpha?"},
-            {"role": "assistant", "content": "I don't know."},
-        ]
-        too_many = client.post(CHAT, json={"messages": turns * 2 + [QUESTION]})
-        assert too_many.status_code == 400
-        assert "RAG_MAX_HISTORY_TURNS" in error_of(too_many)["message"]
-        long = [{"role": "user", "content": "x " * 150}, QUESTION]
-        too_long = client.post(CHAT, json={"messages": long})
-        assert "RAG_MAX_HISTORY_CHARS" in error_of(too_long)["message"]
         history = [{"question": "Where is alpha?", "answer": "I don't know."}] * 2
         asked = client.post("/ask", json={**ASK, "history": history})
         assert asked.status_code == 422 and "RAG_MAX_HISTORY_TURNS" in asked.json()["detail"]
+        long = [{"question": "x " * 150, "answer": None}]
+        too_long = client.post("/ask", json={**ASK, "history": long})
+        assert too_long.status_code == 422
+        assert "RAG_MAX_HISTORY_CHARS" in too_long.json()["detail"]
+
+
+def test_chat_reads_only_the_most_recent_turns_within_the_bounds(setup) -> None:  # noqa: F811
+    """Chat clients resend the whole conversation: older turns are dropped, not refused."""
+    messages = [
+        {"role": "user", "content": "Which station keeps seventeen goats?"},
+        {"role": "assistant", "content": "Beta station. [1]"},
+        {"role": "user", "content": "What does the alpha reactor run at?"},
+        {"role": "assistant", "content": "451 kelvin. [1]"},
+        {"role": "user", "content": "How often does it run?"},
+    ]
+    with make_client(setup, max_history_turns=1) as client:
+        reply = client.post(CHAT, json={"messages": messages})
+        assert reply.status_code == 200
+        assert reply.json()["standalone_question"] == "How often does the alpha reactor run?"
+    with make_client(setup, max_history_chars=10) as client:
+        reply = client.post(CHAT, json={"messages": messages})
+        assert reply.json()["standalone_question"] == "How often does it run?"
 
 
 def test_ask_and_search_read_the_question_in_the_light_of_history(client: TestClient) -> None:
