@@ -18,6 +18,13 @@ def _json_number(value: Any) -> Any:
     return value
 
 
+def _json_bool(value: Any) -> Any:
+    """JSON booleans only: 0 is not false."""
+    if not isinstance(value, bool):
+        raise ValueError("must be a JSON boolean")
+    return value
+
+
 # A character that str.strip() keeps. JSON Schema's \S follows ECMA-262, whose whitespace is not
 # Python's (\x1c-\x1f and \x85 are text there), so "\x1f" passed the schema and then failed
 # the server's strip() check. This class names Python's whitespace exactly.
@@ -175,7 +182,7 @@ class ChatRequest(BaseModel):
     functions: list[dict[str, Any]] | None = Field(None, max_length=0)
     function_call: Literal["none"] | None = None
     response_format: ResponseFormat | None = None
-    logprobs: Literal[False] | None = None
+    logprobs: Annotated[Literal[False], BeforeValidator(_json_bool)] | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=0), BeforeValidator(_json_number)] | None = None
 
     @field_validator("messages")

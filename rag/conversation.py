@@ -68,21 +68,25 @@ def standalone_question(
     *,
     strategy: RewriteStrategy = "rules",
     generator: ChatGenerator | None = None,
+    max_chars: int | None = None,
 ) -> str:
-    """`question` rewritten so that it can be understood without `history` (oldest first)."""
+    """`question` rewritten so that it can be understood without `history` (oldest first);
+    the question itself when the rewrite would be longer than `max_chars`."""
     if not history or strategy == "none":
         return question
     if strategy == "model":
         if generator is None:
             raise InputError("rewriting follow-ups with the model needs a loaded generator")
-        return rewrite_with_model(question, history, generator)
-    # Each earlier question is made standalone first, so a third turn can lean on the second.
-    previous: Turn | None = None
-    for turn in history:
-        asked = rewrite_with_rules(turn.question, previous) if previous else turn.question
-        previous = Turn(asked, turn.answer)
-    assert previous is not None
-    return rewrite_with_rules(question, previous)
+        rewritten = rewrite_with_model(question, history, generator)
+    else:
+        # Each earlier question is made standalone first, so a third turn can lean on the second.
+        previous: Turn | None = None
+        for turn in history:
+            asked = rewrite_with_rules(turn.question, previous) if previous else turn.question
+            previous = Turn(asked, turn.answer)
+        assert previous is not None
+        rewritten = rewrite_with_rules(question, previous)
+    return question if max_chars is not None and len(rewritten) > max_chars else rewritten
 
 
 # --- rules ------------------------------------------------------------------------------------

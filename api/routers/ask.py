@@ -20,7 +20,7 @@ from api.schemas import (
 )
 from api.serving import detached_stream
 from rag.chain import Pipeline
-from rag.conversation import Turn, check_history, standalone_question
+from rag.conversation import RewriteStrategy, Turn, check_history, standalone_question
 from rag.errors import RagError
 
 router = APIRouter(tags=["ask"], dependencies=[Depends(require_api_key)])
@@ -85,7 +85,10 @@ def history_of(body: AskRequest) -> list[Turn]:
 
 
 def question_of(
-    body: AskRequest, pipeline: Pipeline, service: ServiceState, strategy: str | None = None
+    body: AskRequest,
+    pipeline: Pipeline,
+    service: ServiceState,
+    strategy: RewriteStrategy | None = None,
 ) -> str:
     """The question made standalone from the conversation's earlier turns, if any."""
     if not body.history:
@@ -93,8 +96,9 @@ def question_of(
     return standalone_question(
         pipeline.check_question(body.question),
         history_of(body),
-        strategy=strategy or service.settings.rewrite_follow_ups,  # type: ignore[arg-type]
+        strategy=strategy or service.settings.rewrite_follow_ups,
         generator=pipeline.generator,
+        max_chars=service.settings.max_question_chars,
     )
 
 

@@ -136,7 +136,13 @@ def chat_completions(body: ChatRequest, service: State):
 
 def rewrite(pipeline: Pipeline, question: str, history: list[Turn], service: ServiceState) -> str:
     strategy = service.settings.rewrite_follow_ups
-    return standalone_question(question, history, strategy=strategy, generator=pipeline.generator)
+    return standalone_question(
+        question,
+        history,
+        strategy=strategy,
+        generator=pipeline.generator,
+        max_chars=service.settings.max_question_chars,
+    )
 
 
 def stream_chunks(

@@ -147,3 +147,8 @@ def test_recent_turns_keep_the_newest_within_both_bounds() -> None:
     assert recent_turns(history, Settings(max_history_turns=2)) == history[1:]
     assert recent_turns(history, Settings(max_history_chars=12)) == history[1:]
     assert recent_turns(history, Settings(max_history_turns=0)) == []
+
+
+def test_a_rewrite_past_max_chars_falls_back_to_the_question() -> None:
+    history = [Turn("What is the name of the station cat?")]
+    assert standalone_question("What colour is it?", history, max_chars=20) == "What colour is it?"

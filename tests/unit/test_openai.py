@@ -79,6 +79,7 @@ def test_messages_past_the_configured_size_are_400(setup) -> None:  # noqa: F811
         ({"tool_choice": "auto"}, "tool_choice"),
         ({"response_format": {"type": "json_object"}}, "response_format"),
         ({"logprobs": True}, "logprobs"),
+        ({"logprobs": 0}, "logprobs"),  # JSON false only, as the schema says
         ({"top_logprobs": 3}, "top_logprobs"),
         ({"max_completion_tokens": 0}, "max_completion_tokens"),
     ],
