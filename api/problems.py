@@ -70,6 +70,23 @@ def openai_error(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+MESSAGE_ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
+TYPE_NAMES = frozenset({"str", "int", "float", "bool", "list", "dict"})
+
+
+def openai_param(loc: tuple) -> str:
+    """A field's path as OpenAI names it ("messages.0.content"): pydantic's union member and
+    discriminator names ("user", "constrained-str", "list[QuestionPart]") left out."""
+    kept = [
+        str(part)
+        for part in loc
+        if part != "body"
+        and part not in MESSAGE_ROLES | TYPE_NAMES
+        and (isinstance(part, int) or str(part).isidentifier())
+    ]
+    return ".".join(kept)
+
+
 def rag_error_status(exc: RagError) -> tuple[int, str]:
     if isinstance(exc, IndexNotFoundError):
         return 404, "Index not found"
@@ -106,12 +123,11 @@ def install(app: FastAPI) -> None:
         ]
         fields = ", ".join(e["field"] or "body" for e in errors)
         if is_openai(request.url.path):
-            first = errors[0]
-            top = first["field"].split(".")[0]
-            message = UNSUPPORTED.get(top) or f"invalid {first['field'] or 'body'}: " + first[
-                "message"
-            ].removeprefix("Value error, ")
-            return openai_error(400, message, param=first["field"] or None)
+            first = exc.errors()[0]
+            param = openai_param(first["loc"])
+            reason = first["msg"].removeprefix("Value error, ")
+            message = UNSUPPORTED.get(param.split(".")[0]) or f"invalid {param or 'body'}: {reason}"
+            return openai_error(400, message, param=param or None)
         return problem(422, "Invalid request", f"invalid field(s): {fields}", errors=errors)
 
     @app.exception_handler(HTTPException)

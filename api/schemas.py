@@ -38,6 +38,7 @@ Flag = Annotated[bool, Field(strict=True)]
 # The schema's bounds are the settings' defaults, so that what it admits the service answers.
 HISTORY_TURNS = Settings.model_fields["max_history_turns"].default
 MESSAGE_CHARS = Settings.model_fields["max_message_chars"].default
+QUESTION_CHARS = Settings.model_fields["max_question_chars"].default
 
 
 class HistoryTurn(BaseModel):
@@ -114,17 +115,39 @@ class ContentPart(BaseModel):
     text: str = Field(max_length=MESSAGE_CHARS)
 
 
-class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: Annotated[str, Field(max_length=MESSAGE_CHARS)] | list[ContentPart] | None = Field(
-        None, description="text, a list of text parts, or null (an assistant turn)"
-    )
+class QuestionPart(ContentPart):
+    text: str = Field(max_length=QUESTION_CHARS)
+
+
+class _Message(BaseModel):
+    content: Any = None
 
     @property
     def text(self) -> str:
         if isinstance(self.content, list):
             return "".join(part.text for part in self.content)
         return self.content or ""
+
+
+class UserMessage(_Message):
+    """A user turn: the last one with text is the question, bounded like /ask's."""
+
+    role: Literal["user"]
+    content: Annotated[str, Field(max_length=QUESTION_CHARS)] | list[QuestionPart] | None = Field(
+        None, description="text, a list of text parts, or null"
+    )
+
+
+class OtherMessage(_Message):
+    """System and developer prompts (accepted, not used), earlier answers, tool output."""
+
+    role: Literal["system", "assistant", "tool", "developer"]
+    content: Annotated[str, Field(max_length=MESSAGE_CHARS)] | list[ContentPart] | None = Field(
+        None, description="text, a list of text parts, or null (an assistant turn)"
+    )
+
+
+ChatMessage = Annotated[UserMessage | OtherMessage, Field(discriminator="role")]
 
 
 class ResponseFormat(BaseModel):

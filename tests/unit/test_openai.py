@@ -232,3 +232,11 @@ def test_ask_and_search_read_the_question_in_the_light_of_history(client: TestCl
     assert "planets" in answer["answer"]
     found = client.post("/search", json={**body, "k": 1}).json()
     assert found["sources"][0]["doc_id"] == "beta.txt"
+
+
+def test_a_question_longer_than_ask_takes_is_400_but_a_long_system_prompt_is_not(client) -> None:
+    too_long = client.post(CHAT, json={"messages": [{"role": "user", "content": "x " * 1001}]})
+    assert too_long.status_code == 400
+    assert error_of(too_long)["param"] == "messages.0.content"
+    system = {"role": "system", "content": "Be brief. " * 1500}  # 15,000 characters
+    assert client.post(CHAT, json={"messages": [system, QUESTION]}).status_code == 200
