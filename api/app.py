@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from api import problems, security
 from api.deps import ServiceState
 from api.limits import BodyLimit
-from api.routers import ask, chat, health, page
+from api.routers import ask, chat, health, models, page
 from api.serving import GenerationQueue, ServedIndex
 from rag.config import Settings
 from rag.errors import RagError
@@ -75,7 +75,7 @@ def create_app(
     )
     app.state.service = service
     problems.install(app)
-    for router in (health.router, ask.router, chat.router, page.router):
+    for router in (health.router, ask.router, chat.router, models.router, page.router):
         app.include_router(router)
     if settings.api_key is None:
         app.openapi = without_security(app)

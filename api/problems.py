@@ -1,4 +1,8 @@
-"""Every error as an RFC 9457 problem document; never a stack trace or a file path."""
+"""Every error as an RFC 9457 problem document; never a stack trace or a file path.
+
+Under /v1/ (the OpenAI-compatible routes) errors take OpenAI's shape instead,
+{"error": {"message", "type", "param", "code"}}, because that is what OpenAI clients read.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from api.limits import is_openai
+from api.schemas import UNSUPPORTED
 from api.serving import QueueFull
 from rag.errors import (
     CorruptIndexError,
@@ -44,6 +50,43 @@ def problem(
     )
 
 
+class ModelNotFound(IndexNotFoundError):
+    """A /v1 request named a model (index) that is not served."""
+
+
+def openai_error(
+    status: int,
+    message: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """OpenAI's error body; 422s become 400s there, as OpenAI answers invalid requests."""
+    status = 400 if status == 422 else status
+    kind = {401: "authentication_error", 404: "invalid_request_error", 429: "rate_limit_error"}
+    error_type = kind.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    body = {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+MESSAGE_ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
+TYPE_NAMES = frozenset({"str", "int", "float", "bool", "list", "dict"})
+
+
+def openai_param(loc: tuple) -> str:
+    """A field's path as OpenAI names it ("messages.0.content"): pydantic's union member and
+    discriminator names ("user", "constrained-str", "list[QuestionPart]") left out."""
+    kept = [
+        str(part)
+        for part in loc
+        if part != "body"
+        and part not in MESSAGE_ROLES | TYPE_NAMES
+        and (isinstance(part, int) or str(part).isidentifier())
+    ]
+    return ".".join(kept)
+
+
 def rag_error_status(exc: RagError) -> tuple[int, str]:
     if isinstance(exc, IndexNotFoundError):
         return 404, "Index not found"
@@ -66,6 +109,10 @@ def install(app: FastAPI) -> None:
         detail = redact(str(exc))
         if status >= 500:
             log.warning("%s %s: %s", request.method, request.url.path, exc)
+        if is_openai(request.url.path):
+            code = "model_not_found" if isinstance(exc, ModelNotFound) else None
+            param = "model" if code else None
+            return openai_error(status, detail, param=param, code=code, headers=headers)
         return problem(status, title, detail, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -75,16 +122,28 @@ def install(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         fields = ", ".join(e["field"] or "body" for e in errors)
+        if is_openai(request.url.path):
+            first = exc.errors()[0]
+            param = openai_param(first["loc"])
+            reason = first["msg"].removeprefix("Value error, ")
+            message = UNSUPPORTED.get(param.split(".")[0]) or f"invalid {param or 'body'}: {reason}"
+            return openai_error(400, message, param=param or None)
         return problem(422, "Invalid request", f"invalid field(s): {fields}", errors=errors)
 
     @app.exception_handler(HTTPException)
     async def on_http(request: Request, exc: HTTPException) -> JSONResponse:
         headers = getattr(exc, "headers", None)
-        return problem(exc.status_code, _title(exc.status_code), redact(str(exc.detail)), headers)
+        detail = redact(str(exc.detail))
+        if is_openai(request.url.path):
+            code = "invalid_api_key" if exc.status_code == 401 else None
+            return openai_error(exc.status_code, detail, code=code, headers=headers)
+        return problem(exc.status_code, _title(exc.status_code), detail, headers)
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
+        if is_openai(request.url.path):
+            return openai_error(500, "the server failed to answer; see its log")
         return problem(500, "Internal error", "the server failed to answer; see its log")
 
 

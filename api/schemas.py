@@ -8,13 +8,20 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from rag.chain import Source
-from rag.config import RetrievalMode
+from rag.config import RetrievalMode, Settings
 
 
 def _json_number(value: Any) -> Any:
     """JSON numbers only: pydantic's lax mode would also take "4" or true for 4."""
     if isinstance(value, str | bool):
         raise ValueError("must be a JSON number")
+    return value
+
+
+def _json_bool(value: Any) -> Any:
+    """JSON booleans only: 0 is not false."""
+    if not isinstance(value, bool):
+        raise ValueError("must be a JSON boolean")
     return value
 
 
@@ -26,6 +33,21 @@ NOT_BLANK = r"[^\t\n\x0b\x0c\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\
 # Strictly typed JSON, as the OpenAPI schema says ("stream": 0 is not a boolean); numbers go
 # through _json_number, so 2.0 is an integer as in JSON Schema.
 Flag = Annotated[bool, Field(strict=True)]
+
+
+# The schema's bounds are the settings' defaults, so that what it admits the service answers.
+HISTORY_TURNS = Settings.model_fields["max_history_turns"].default
+MESSAGE_CHARS = Settings.model_fields["max_message_chars"].default
+QUESTION_CHARS = Settings.model_fields["max_question_chars"].default
+
+
+class HistoryTurn(BaseModel):
+    """An earlier question of the conversation and the answer it got."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(max_length=2000)
+    answer: str | None = Field(None, max_length=2000)
 
 
 class AskRequest(BaseModel):
@@ -43,6 +65,12 @@ class AskRequest(BaseModel):
         None, description="keep passages whose metadata equals these values (doc_id, title)"
     )
     stream: Flag = False
+    history: list[HistoryTurn] = Field(
+        default_factory=list,
+        max_length=HISTORY_TURNS,
+        description="earlier turns, oldest first; the question is read in their light "
+        "(bounded by RAG_MAX_HISTORY_TURNS and RAG_MAX_HISTORY_CHARS)",
+    )
 
 
 class Timings(BaseModel):
@@ -53,6 +81,7 @@ class Timings(BaseModel):
 
 
 class AskResponse(BaseModel):
+    question: str = Field(description="the question answered; standalone when history was sent")
     answer: str
     abstained: bool
     reason: str | None
@@ -80,15 +109,80 @@ class IndexInfo(BaseModel):
     last_error: str | None = None
 
 
-class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str = Field(max_length=2000)
+class ContentPart(BaseModel):
+    """One part of a message's content; only text parts are understood."""
+
+    type: Literal["text"] = Field(description="image, audio and file parts are refused")
+    text: str = Field(max_length=MESSAGE_CHARS)
+
+
+class QuestionPart(ContentPart):
+    text: str = Field(max_length=QUESTION_CHARS)
+
+
+class _Message(BaseModel):
+    content: Any = None
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
+
+
+class UserMessage(_Message):
+    """A user turn: the last one with text is the question, bounded like /ask's."""
+
+    role: Literal["user"]
+    content: Annotated[str, Field(max_length=QUESTION_CHARS)] | list[QuestionPart] | None = Field(
+        None, description="text, a list of text parts, or null"
+    )
+
+
+class OtherMessage(_Message):
+    """System and developer prompts (accepted, not used), earlier answers, tool output."""
+
+    role: Literal["system", "assistant", "tool", "developer"]
+    content: Annotated[str, Field(max_length=MESSAGE_CHARS)] | list[ContentPart] | None = Field(
+        None, description="text, a list of text parts, or null (an assistant turn)"
+    )
+
+
+ChatMessage = Annotated[UserMessage | OtherMessage, Field(discriminator="role")]
+
+
+class ResponseFormat(BaseModel):
+    type: Literal["text"] = Field(description="json_object and json_schema are refused")
+
+
+class StreamOptions(BaseModel):
+    include_usage: Flag = False
+
+
+Bounded = Annotated[int, Field(ge=1, le=512), BeforeValidator(_json_number)]
+# Fields of OpenAI's request that this service does not implement, and why: a request that
+# sets one gets a 400 naming it instead of an answer that silently ignores it.
+UNSUPPORTED = {
+    "n": "n > 1 is not supported: one choice is returned",
+    "tools": "tools are not supported: answers come from the retrieved passages",
+    "tool_choice": "tool_choice other than 'none' is not supported",
+    "functions": "functions are not supported: answers come from the retrieved passages",
+    "function_call": "function_call other than 'none' is not supported",
+    "response_format": "only response_format {'type': 'text'} is supported",
+    "logprobs": "logprobs are not supported",
+    "top_logprobs": "top_logprobs are not supported",
+}
 
 
 class ChatRequest(BaseModel):
-    """The subset of OpenAI's chat completions request that this service honours."""
+    """The subset of OpenAI's chat completions request that this service honours.
 
-    model: str | None = None
+    The last user message is the question; earlier user and assistant messages are the
+    conversation it is read in; system messages are accepted and not used (the service has
+    its own grounding prompt). Unknown fields are ignored, as OpenAI's own API does.
+    """
+
+    model: str | None = Field(None, description="a served index (GET /v1/models)")
     messages: list[ChatMessage] = Field(
         min_length=1,
         max_length=64,
@@ -101,16 +195,68 @@ class ChatRequest(BaseModel):
             }
         },
     )
-    max_tokens: Annotated[int, Field(ge=1, le=512), BeforeValidator(_json_number)] | None = None
+    max_tokens: Bounded | None = None
+    max_completion_tokens: Bounded | None = Field(None, description="wins over max_tokens")
     temperature: Annotated[float, Field(ge=0, le=2), BeforeValidator(_json_number)] | None = None
     stream: Flag = False
+    stream_options: StreamOptions | None = None
+    n: Annotated[int, Field(ge=1, le=1), BeforeValidator(_json_number)] | None = None
+    tools: list[dict[str, Any]] | None = Field(None, max_length=0)
+    tool_choice: Literal["none"] | None = None
+    functions: list[dict[str, Any]] | None = Field(None, max_length=0)
+    function_call: Literal["none"] | None = None
+    response_format: ResponseFormat | None = None
+    logprobs: Annotated[Literal[False], BeforeValidator(_json_bool)] | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=0), BeforeValidator(_json_number)] | None = None
 
     @field_validator("messages")
     @classmethod
     def _has_a_question(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
-        if not any(m.role == "user" and m.content.strip() for m in messages):
+        if not any(m.role == "user" and m.text.strip() for m in messages):
             raise ValueError("messages hold no user message with content")
         return messages
+
+    @property
+    def new_tokens(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class ModelCard(BaseModel):
+    """A served index, as OpenAI lists models."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class OpenAIErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIError(BaseModel):
+    """OpenAI's error shape, used on /v1/*; the other routes answer problem documents."""
+
+    error: OpenAIErrorBody
+
+
+def openai_error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    schema = OpenAIError.model_json_schema()
+    return {
+        code: {
+            "description": HTTPStatus(code).phrase,
+            "content": {"application/json": {"schema": schema}},
+        }
+        for code in codes
+    }
 
 
 class Problem(BaseModel):

@@ -67,8 +67,11 @@ class Settings(BaseSettings):
     do_sample: bool = False
     temperature: float = Field(0.7, gt=0)
     threads: int | None = Field(None, ge=1)
+    # On by default: a fresh `rag ask` otherwise spends most of its time dequantizing the GGUF
+    # file again. Safe to share: written to a staging folder and renamed into place, safetensors
+    # and JSON only (no pickle), keyed by the GGUF file's SHA-256 and the transformers version.
     generator_cache: bool = Field(
-        False, description="keep the dequantized GGUF generator as safetensors in cache_dir"
+        True, description="keep the dequantized GGUF generator as safetensors in cache_dir"
     )
     # onnx: ONNX Runtime GenAI over a copy converted once into cache_dir (rag/generators/onnx.py).
     generator_backend: GeneratorBackend = Field(
@@ -109,6 +112,17 @@ class Settings(BaseSettings):
         True, description="quote evidence also when the model says it does not know"
     )
     reranker: str | None = Field(None, description="cross-encoder (local path or hub id)")
+    # Conversations (rag/conversation.py): a follow-up is made standalone before retrieval.
+    rewrite_follow_ups: Literal["rules", "model", "none"] = Field(
+        "rules", description="how a follow-up becomes a standalone question (docs/conversations.md)"
+    )
+    # /ask refuses a conversation past these; /v1/chat/completions, whose clients resend the
+    # whole conversation each time, reads only the most recent turns within them.
+    max_history_turns: int = Field(8, ge=0, description="earlier turns a conversation may carry")
+    max_history_chars: int = Field(32_000, ge=0, description="characters of those earlier turns")
+    max_message_chars: int = Field(
+        16_000, ge=1, description="one chat message, e.g. a client's system prompt"
+    )
 
     # HTTP service (rag serve)
     api_key: SecretStr | None = Field(None, description="when set, every route but /healthz")

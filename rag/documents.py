@@ -20,7 +20,9 @@ from rag.errors import InputError
 log = logging.getLogger(__name__)
 
 Skips = list[tuple[str, str]]
-SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf", ".jsonl")
+SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf", ".jsonl", ".docx", ".pptx", ".xlsx")
+# Office files are zip archives: refuse ones that would inflate past this (zip bombs).
+MAX_OFFICE_BYTES = 200 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,104 @@ def _load_pdf(path: Path, rel: str, skipped: Skips) -> list[Document]:
     return _one(rel, str(meta_title or path.stem), "\n\n".join(pages))
 
 
+def _office_archive(path: Path) -> None:
+    """Refuse what is not a sane zip archive before a library parses it."""
+    import zipfile
+
+    if path.stat().st_size == 0:
+        raise SkipFile("empty file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            inflated = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise SkipFile(f"not an Office file (not a zip archive: {exc})") from None
+    if inflated > MAX_OFFICE_BYTES:
+        raise SkipFile(f"inflates to {inflated} bytes, over {MAX_OFFICE_BYTES}")
+
+
+def _office(kind: str, path: Path, read: Callable[[Path], tuple[str | None, list[str]]], rel: str):
+    """Run a format library's reader; any failure of a broken file becomes a skip."""
+    _office_archive(path)
+    try:
+        title, blocks = read(path)
+    except Exception as exc:  # lxml, zipfile, KeyError...: each library fails its own way
+        raise SkipFile(f"unreadable {kind} ({type(exc).__name__}: {exc})") from None
+    return _one(rel, title or path.stem, "\n\n".join(b for b in blocks if b.strip()))
+
+
+def _read_docx(path: Path) -> tuple[str | None, list[str]]:
+    """Paragraphs, then tables row by row (cells joined by " | "); title: core or first heading."""
+    import docx
+
+    document = docx.Document(str(path))
+    paragraphs = [
+        (p.style.name if p.style is not None else "", p.text) for p in document.paragraphs
+    ]
+    heading = next(
+        (
+            text
+            for style, text in paragraphs
+            if text.strip() and style.startswith(("Title", "Heading"))
+        ),
+        None,
+    )
+    tables = [
+        " | ".join(cell.text.strip() for cell in row.cells)
+        for table in document.tables
+        for row in table.rows
+    ]
+    return document.core_properties.title or heading, [t for _, t in paragraphs] + tables
+
+
+def _read_pptx(path: Path) -> tuple[str | None, list[str]]:
+    """Each slide's text frames in order, then its notes; title: core or first slide's title."""
+    import pptx
+
+    presentation = pptx.Presentation(str(path))
+    blocks, first_title = [], None
+    for slide in presentation.slides:
+        if first_title is None and slide.shapes.title is not None:
+            first_title = slide.shapes.title.text_frame.text or None
+        for shape in slide.shapes:
+            if shape.has_text_frame:
+                blocks.append(shape.text_frame.text)
+        if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
+            blocks.append(slide.notes_slide.notes_text_frame.text)
+    return presentation.core_properties.title or first_title, blocks
+
+
+def _read_xlsx(path: Path) -> tuple[str | None, list[str]]:
+    """Every sheet under its name, a line per row (cells joined by " | "); values, not formulas."""
+    import openpyxl
+
+    workbook = openpyxl.load_workbook(str(path), read_only=True, data_only=True)
+    try:
+        blocks = []
+        for sheet in workbook.worksheets:
+            rows = [
+                " | ".join("" if v is None else str(v) for v in row).strip(" |")
+                for row in sheet.iter_rows(values_only=True)
+            ]
+            rows = [r for r in rows if r]
+            if rows:
+                blocks.append(f"{sheet.title}\n" + "\n".join(rows))
+        return workbook.properties.title, blocks
+    finally:
+        workbook.close()
+
+
+def _load_docx(path: Path, rel: str, skipped: Skips) -> list[Document]:
+    return _office("Word document", path, _read_docx, rel)
+
+
+def _load_pptx(path: Path, rel: str, skipped: Skips) -> list[Document]:
+    return _office("PowerPoint presentation", path, _read_pptx, rel)
+
+
+def _load_xlsx(path: Path, rel: str, skipped: Skips) -> list[Document]:
+    return _office("Excel workbook", path, _read_xlsx, rel)
+
+
 def _load_jsonl(path: Path, rel: str, skipped: Skips) -> list[Document]:
     """One document per line: {"id", "text", optional "title", optional "metadata"}.
 
@@ -226,4 +326,7 @@ _LOADERS: dict[str, Callable[[Path, str, Skips], list[Document]]] = {
     ".htm": _load_html,
     ".pdf": _load_pdf,
     ".jsonl": _load_jsonl,
+    ".docx": _load_docx,
+    ".pptx": _load_pptx,
+    ".xlsx": _load_xlsx,
 }

@@ -141,18 +141,27 @@ class IndexRetriever(BaseRetriever):
     where: dict[str, str] | None = None
 
     def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+        self,
+        query: str,
+        *,
+        run_manager: CallbackManagerForRetrieverRun,
+        k: int | None = None,
+        mode: RetrievalMode | None = None,
+        where: dict[str, str] | None = None,
     ) -> list[LCDocument]:
+        """`invoke(query, k=1)` (LangChain's convention) overrides k, mode or where for one call."""
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise InputError(f"k must be a positive integer, not {k!r}")
         passages = retrieve(
             self.index,
             self.embedder,
             query,
-            k=self.k,
-            mode=self.mode,
+            k=k or self.k,
+            mode=mode or self.mode,
             candidates=self.candidates,
             rrf_k=self.rrf_k,
             dense_weight=self.dense_weight,
-            where=self.where,
+            where=self.where if where is None else where,
         )
         return [to_document(p) for p in passages]
 

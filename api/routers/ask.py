@@ -19,6 +19,8 @@ from api.schemas import (
     problem_responses,
 )
 from api.serving import detached_stream
+from rag.chain import Pipeline
+from rag.conversation import RewriteStrategy, Turn, check_history, standalone_question
 from rag.errors import RagError
 
 router = APIRouter(tags=["ask"], dependencies=[Depends(require_api_key)])
@@ -36,9 +38,10 @@ def ask(body: AskRequest, service: State):
     if body.stream:
         return stream_answer(body, service)
     pipeline = service.index(body.index).current()
+    check_history(history_of(body), service.settings)
     with service.queue.slot():
         answer = pipeline.ask(
-            body.question,
+            question_of(body, pipeline, service),
             k=body.k,
             mode=body.mode,
             where=body.filter,
@@ -56,11 +59,12 @@ def ask_stream(body: AskRequest, service: State) -> StreamingResponse:
 def stream_answer(body: AskRequest, service: ServiceState) -> StreamingResponse:
     pipeline = service.index(body.index).current()
     pipeline.check_question(body.question)
+    check_history(history_of(body), service.settings)
     service.queue.acquire()  # 503 now, before the stream starts, when the queue is full
 
     def events() -> Iterator[str]:
         for event in pipeline.stream(
-            body.question,
+            question_of(body, pipeline, service),
             k=body.k,
             mode=body.mode,
             where=body.filter,
@@ -76,6 +80,28 @@ def stream_answer(body: AskRequest, service: ServiceState) -> StreamingResponse:
     return EventStream(stream)
 
 
+def history_of(body: AskRequest) -> list[Turn]:
+    return [Turn(t.question, t.answer) for t in body.history]
+
+
+def question_of(
+    body: AskRequest,
+    pipeline: Pipeline,
+    service: ServiceState,
+    strategy: RewriteStrategy | None = None,
+) -> str:
+    """The question made standalone from the conversation's earlier turns, if any."""
+    if not body.history:
+        return body.question
+    return standalone_question(
+        pipeline.check_question(body.question),
+        history_of(body),
+        strategy=strategy or service.settings.rewrite_follow_ups,
+        generator=pipeline.generator,
+        max_chars=service.settings.max_question_chars,
+    )
+
+
 def sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
@@ -84,7 +110,9 @@ def sse(event: str, data: Any) -> str:
 def search(body: AskRequest, service: State):
     """Retrieval only: never waits for the generator."""
     pipeline = service.index(body.index).current()
-    sources = pipeline.search(body.question, k=body.k, mode=body.mode, where=body.filter)
+    check_history(history_of(body), service.settings)
+    question = question_of(body, pipeline, service, strategy="rules")  # never waits on the model
+    sources = pipeline.search(question, k=body.k, mode=body.mode, where=body.filter)
     return {
         "sources": [s.__dict__ for s in sources],
         "index": pipeline.index.name,

@@ -54,6 +54,20 @@ def run_rag(*args: str, env: dict[str, str] | None = None, timeout: int = 300):
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_model_cache(tmp_path_factory) -> Iterator[None]:
+    """One dequantized-generator cache for the session, its `rag` subprocesses included:
+    the first load fills it, every later process reads it instead of dequantizing again."""
+    if "RAG_CACHE_DIR" in os.environ:
+        yield
+        return
+    os.environ["RAG_CACHE_DIR"] = str(tmp_path_factory.mktemp("model-cache"))
+    try:
+        yield
+    finally:
+        del os.environ["RAG_CACHE_DIR"]
+
+
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory) -> Settings:
     return Settings(index_root=tmp_path_factory.mktemp("indexes"))

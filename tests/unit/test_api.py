@@ -240,7 +240,8 @@ def test_openai_compatible_completion(client: TestClient) -> None:
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
     assert text.startswith("Beta station keeps") and "beta.txt" in text
     no_user = {"messages": [{"role": "system", "content": "hi"}]}
-    assert client.post("/v1/chat/completions", json=no_user).status_code == 422
+    refused = client.post("/v1/chat/completions", json=no_user)
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "messages"
 
 
 def test_health_ready_indexes_and_page(client: TestClient) -> None:

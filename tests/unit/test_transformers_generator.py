@@ -118,3 +118,19 @@ def test_complete_reports_tokens_and_why_it_stopped(monkeypatch):
     assert result.text == "world world world"
     assert generator.torch_model is model
     assert generator.with_model(model, "copy").tokenizer is tokenizer
+
+
+def test_the_cache_is_on_by_default_and_off_on_request(monkeypatch):
+    monkeypatch.delenv("RAG_GENERATOR_CACHE", raising=False)
+    assert Settings().generator_cache is True
+    monkeypatch.setenv("RAG_GENERATOR_CACHE", "false")
+    assert Settings().generator_cache is False
+
+
+def test_the_cache_holds_no_pickle_and_no_staging_left(source, tmp_path):
+    folder, _ = source
+    backend.load_transformers(settings(folder, tmp_path))
+    (cache,) = (tmp_path / "cache").iterdir()
+    assert not cache.name.count(".tmp-"), "the staging folder is renamed into place"
+    suffixes = {p.suffix for p in cache.rglob("*") if p.is_file()}
+    assert suffixes <= {".json", ".safetensors", ".jinja", ".txt", ".model"}, suffixes
