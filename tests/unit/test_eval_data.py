@@ -71,7 +71,7 @@ def test_no_questions_and_no_usable_sentence_is_an_error(tmp_path: Path):
     write(
         tmp_path / "d", "corpus.jsonl", [{"id": "x", "title": "X", "text": "nothing here to ask."}]
     )
-    with pytest.raises(InputError, match="no test.jsonl"):
+    with pytest.raises(InputError, match=r"no test\.jsonl"):
         load_dataset(tmp_path / "d")
 
 
@@ -82,7 +82,7 @@ def test_train_questions_about_documents_not_in_the_corpus_are_an_error(tmp_path
     question = {"id": "q", "question": "When?", "answers": ["1900"], "doc_id": "p1"}
     write(tmp_path / "d", "test.jsonl", [question])
     write(tmp_path / "d", "train.jsonl", [question | {"doc_id": "nobody"}])
-    with pytest.raises(InputError, match="train.jsonl: 1 doc_id"):
+    with pytest.raises(InputError, match=r"train\.jsonl: 1 doc_id"):
         load_dataset(tmp_path / "d")
 
 
