@@ -8,6 +8,7 @@ cost of new knowledge, the systems, the scoring, and the numbers the report is w
 from __future__ import annotations
 
 import json
+import logging
 import random
 import shutil
 import statistics
@@ -40,6 +41,8 @@ from rag.generation import Generator
 from rag.indexing import index_corpus
 from rag.progress import progress
 from rag.store import load_index
+
+log = logging.getLogger(__name__)
 
 
 def pick_questions(questions: list[Question], held: set[str], limit: int | None, seed: int):
@@ -419,7 +422,10 @@ def new_knowledge(
             "new_documents": report.new,
             **_accuracy(runner, e.held_questions, "new knowledge (rag)", e.show_progress),
         }
-    if tuned is not None:
+    recipe = e.tuning.recipe
+    if tuned is not None and (recipe == "raft" or (recipe != "cpt" and not new_train)):
+        log.warning("no further fine-tuning for new knowledge: %s has nothing to train on", recipe)
+    elif tuned is not None:
         new_docs = [d for d in e.documents if d.id in e.held]
         training = build_training(e.tuning.recipe, new_train, new_docs)
         config = replace(e.tuning.config, recipe=e.tuning.recipe)  # type: ignore[arg-type]
