@@ -18,7 +18,7 @@ from rag.errors import InputError
 
 Split = Literal["tune", "report", "all"]
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?![\w])")
+NUMBER = re.compile(r"(?<![\w.-])\d+(?:[.,]\d+)*(?![\w-])")
 # A run of capitalised words that does not open the sentence: a name, a place, a title.
 NAME = re.compile(r"(?<=[a-z,;:] )[A-Z][a-zA-Z]+(?: [A-Z][a-zA-Z]+)*")
 
@@ -102,9 +102,19 @@ def _questions(path: Path) -> list[Question]:
 
 
 def sentences(text: str) -> list[str]:
-    """Prose sentences of 5 to 60 words (headings, code and tables rarely qualify)."""
-    flat = " ".join(text.split())
-    return [s for s in SENTENCE_END.split(flat) if 5 <= len(s.split()) <= 60]
+    """Prose sentences of 5 to 60 words: paragraphs are split first, and Markdown headings,
+    tables and code fences dropped, so a heading never runs into the sentence after it."""
+    paragraphs, lines = [], []
+    for line in [*text.splitlines(), ""]:
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("#", "|", "```")):
+            if lines:
+                paragraphs.append(" ".join(lines))
+            lines = []
+        else:
+            lines.append(stripped)
+    found = [s for p in paragraphs for s in SENTENCE_END.split(" ".join(p.split()))]
+    return [s for s in found if 5 <= len(s.split()) <= 60]
 
 
 def cloze_questions(documents: list[Document], max_per_document: int = 12) -> list[Question]:

@@ -99,3 +99,14 @@ def test_the_split_halves_documents_stably_and_keeps_a_documents_questions_toget
         Question("y", "!", ["b"], "doc-7")
     )
     assert split_of(Question("x", "?", ["a"], "doc-0")) == "report", "sha256('doc-0') is fixed"
+
+
+def test_a_heading_never_runs_into_the_sentence_after_it():
+    doc = Document(
+        "d", "Register", "# Lumen Harbor\n\nThe generator Marrow-7 was installed in 2019.\n"
+    )
+    [question] = cloze_questions([doc])
+    assert question.question == (
+        "Fill in the blank (Register): The generator Marrow-7 was installed in ____."
+    )
+    assert question.answers == ["2019"], "the 7 of a name such as Marrow-7 is not the number"
