@@ -129,8 +129,8 @@ def cloze_questions(documents: list[Document], max_per_document: int = 12) -> li
         for sentence in sentences(doc.text):
             if made >= max_per_document:
                 break
-            match = NUMBER.search(sentence) or NAME.search(sentence)
-            if match is None or match.group(0) in doc.title:
+            match = _blank(sentence, doc.title)
+            if match is None:
                 continue
             blank = sentence[: match.start()] + "____" + sentence[match.end() :]
             kind = "cloze-number" if match.re is NUMBER else "cloze-name"
@@ -145,6 +145,16 @@ def cloze_questions(documents: list[Document], max_per_document: int = 12) -> li
             )
             made += 1
     return out
+
+
+def _blank(sentence: str, title: str) -> re.Match[str] | None:
+    """The span to ask about: the first number, else the first whole name, never the title's."""
+    for match in [*NUMBER.finditer(sentence), *NAME.finditer(sentence)]:
+        before = sentence[: match.start()].split()
+        inside_a_name = match.re is NAME and before and before[-1][:1].isupper()
+        if match.group(0) not in title and not inside_a_name:
+            return match
+    return None
 
 
 def split_of(question: Question) -> Literal["tune", "report"]:

@@ -110,3 +110,9 @@ def test_a_heading_never_runs_into_the_sentence_after_it():
         "Fill in the blank (Register): The generator Marrow-7 was installed in ____."
     )
     assert question.answers == ["2019"], "the 7 of a name such as Marrow-7 is not the number"
+
+
+def test_the_second_word_of_a_name_is_not_taken_for_a_name():
+    doc = Document("p", "Orla Vantrig", "Orla Vantrig lives in Quessel near the sea.")
+    [question] = cloze_questions([doc])
+    assert question.answers == ["Quessel"]

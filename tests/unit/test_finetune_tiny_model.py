@@ -58,7 +58,7 @@ class TinyGenerator:
             num_hidden_layers=2,
             num_attention_heads=2,
             num_key_value_heads=2,
-            max_position_embeddings=256,
+            max_position_embeddings=2048,
             tie_word_embeddings=True,
             eos_token_id=vocab["<|im_end|>"],
             pad_token_id=vocab["<pad>"],
