@@ -286,7 +286,7 @@ def eval_command(
     check_every: Annotated[int, typer.Option(help="steps between fit checks")] = 25,
     lora_rank: Annotated[int, typer.Option(help="LoRA rank (alpha = 2 x rank)")] = 32,
     learning_rate: Annotated[
-        float | None, typer.Option(help="default 1e-3 for LoRA, 5e-5 for full")
+        float | None, typer.Option(help="default 4e-4 for LoRA, 5e-5 for full")
     ] = None,
     retrain: Annotated[bool, typer.Option(help="ignore saved fine-tuned weights")] = False,
 ) -> None:

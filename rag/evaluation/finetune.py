@@ -44,7 +44,7 @@ class FineTuneConfig:
 
     recipe: Literal["sft", "sft-para", "cpt", "raft"] = "sft"
     method: Literal["lora", "full"] = "lora"
-    learning_rate: float | None = None  # 1e-3 for LoRA, 5e-5 for full
+    learning_rate: float | None = None  # 4e-4 for LoRA, 5e-5 for full
     schedule: Literal["constant", "cosine"] = "constant"
     warmup_steps: int = 5
     batch_size: int = 8
@@ -60,7 +60,7 @@ class FineTuneConfig:
 
     @property
     def lr(self) -> float:
-        return self.learning_rate or (1e-3 if self.method == "lora" else 5e-5)
+        return self.learning_rate or (4e-4 if self.method == "lora" else 5e-5)
 
     def validate(self) -> FineTuneConfig:
         """Raise InputError for a budget or target that cannot mean anything."""
