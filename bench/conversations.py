@@ -34,7 +34,7 @@ def run(quick: bool = False) -> dict:
     from rag.config import Settings
     from rag.conversation import Turn, standalone_question
     from rag.embeddings import load_embedder
-    from rag.generation import load_generator
+    from rag.generators import load_generator
     from rag.indexing import index_corpus
 
     conversations = [json.loads(line) for line in SET.read_text().splitlines() if line.strip()]

@@ -2,7 +2,8 @@
 
     python -m bench.tune_answering ../shared/data/covidqa-dev --split tune --questions 60
 
-Documents are split in two halves by a stable hash of their id (rag.evaluation.split). This
+Documents are split in two halves by a stable hash of their id (rag.evaluation.data.split_of,
+the rule `rag eval --split` uses). This
 script scores the chain on the `tune` half under several answering settings; the `report`
 half is only for `rag eval --split report`. Drafts are cached by prompt in the work folder,
 so trying a setting that does not change the prompt (the check, the quote) costs no
@@ -22,17 +23,12 @@ from pathlib import Path
 from rag.chain import Pipeline
 from rag.config import Settings
 from rag.embeddings import load_embedder
-from rag.evaluation.data import load_dataset
+from rag.evaluation.data import Question, load_dataset, split_of
 from rag.evaluation.metrics import containment, f1_score
-from rag.generation import load_generator
+from rag.generators import load_generator
 from rag.grounding import has_content
 from rag.indexing import index_corpus
 from rag.store import load_index
-
-
-def half(doc_id: str) -> str:
-    """'tune' or 'report': the same answer on every machine and every run."""
-    return "tune" if hashlib.sha256(doc_id.encode()).digest()[0] % 2 == 0 else "report"
 
 
 class CachedGenerator:
@@ -64,7 +60,9 @@ def main() -> None:
     dataset = load_dataset(args.data)
     rng = random.Random(0)
     corpus = [json.loads(line) for line in dataset.corpus.read_text().splitlines() if line]
-    mine = sorted({d["id"] for d in corpus if half(d["id"]) == args.split})
+    mine = sorted(
+        {d["id"] for d in corpus if split_of(Question("", "", [], d["id"])) == args.split}
+    )
     asked = sorted({q.doc_id for q in dataset.test if q.doc_id in mine})
     held = set(rng.sample(asked, max(1, round(args.held * len(asked)))))
     main_q = [q for q in dataset.test if q.doc_id in mine and q.doc_id not in held]

@@ -273,30 +273,45 @@ def eval_retrieval_command(
 @reports_errors
 def eval_command(
     data: Annotated[
-        Path, typer.Option("--data", help="folder: corpus.jsonl, test.jsonl, train.jsonl if any")
+        Path,
+        typer.Option(
+            "--data",
+            help="folder: corpus.jsonl (or .md/.txt documents), test.jsonl (else cloze "
+            "questions are generated from the documents), train.jsonl if any",
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", help="folder for report.md, results.json, ...")],
-    systems: Annotated[str, typer.Option(help="comma-separated")] = "closed,rag,ft,ft+rag",
+    systems: Annotated[str, typer.Option(help="comma-separated")] = "closed,naive,rag,ft,ft+rag",
     limit: Annotated[int | None, typer.Option(min=1, help="questions, stratified by kind")] = None,
     seed: Annotated[int, typer.Option()] = 0,
-    recipe: Annotated[str, typer.Option(help="sft (question/answer pairs) or cpt")] = "sft",
+    split: Annotated[
+        str, typer.Option(help="tune, report or all: score one half of the documents")
+    ] = "all",
+    recipe: Annotated[str, typer.Option(help="ft's recipe: sft, sft-para, cpt or raft")] = "sft",
+    rag_recipe: Annotated[
+        str, typer.Option(help="ft+rag's recipe: raft, sft, sft-para, cpt, or 'same' (ft's model)")
+    ] = "raft",
     method: Annotated[str, typer.Option(help="lora or full")] = "lora",
-    epochs: Annotated[int, typer.Option(min=1)] = 3,
-    max_steps: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="at most this many steps (default 300: ~10 min of sft LoRA here; cpt steps "
-            "are longer)",
-        ),
+    target: Annotated[
+        float, typer.Option(help="fit on own training questions that counts as converged")
+    ] = 0.95,
+    max_steps: Annotated[int, typer.Option(help="step budget of each fine-tuning run")] = 400,
+    max_minutes: Annotated[
+        float, typer.Option(help="training-time budget of each fine-tuning run (minutes)")
+    ] = 10.0,
+    check_every: Annotated[int, typer.Option(help="steps between fit checks")] = 25,
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank (alpha = 2 x rank)")] = 32,
+    learning_rate: Annotated[
+        float | None, typer.Option(help="default 4e-4 for LoRA, 5e-5 for full")
     ] = None,
     retrain: Annotated[bool, typer.Option(help="ignore saved fine-tuned weights")] = False,
 ) -> None:
-    """Compare closed-book, fine-tuned, retrieval and both, on the same questions."""
+    """Compare closed-book, naive RAG, this project's RAG, fine-tuned, and both."""
     from rag.embeddings import load_embedder
+    from rag.evaluation.data import load_dataset
     from rag.evaluation.finetune import FineTuneConfig
     from rag.evaluation.report import write_report
-    from rag.evaluation.run import run_evaluation
+    from rag.evaluation.run import FineTuning, run_evaluation
     from rag.evaluation.systems import SYSTEMS
     from rag.generators import load_generator
     from rag.generators.transformers import load_transformers
@@ -304,19 +319,31 @@ def eval_command(
     chosen = tuple(x.strip() for x in systems.split(",") if x.strip())
     if not chosen or set(chosen) - set(SYSTEMS):
         raise InputError(f"--systems takes a comma-separated subset of {', '.join(SYSTEMS)}")
-    if recipe not in ("sft", "cpt") or method not in ("lora", "full"):
-        raise InputError("--recipe is sft or cpt; --method is lora or full")
-    s = settings()
-    cap = {} if max_steps is None else {"max_steps": max_steps}  # else FineTuneConfig's own
+    if method not in ("lora", "full"):
+        raise InputError("--method is lora or full")
+    if split not in ("tune", "report", "all"):
+        raise InputError("--split is tune, report or all")
     config = FineTuneConfig(
-        recipe=recipe,
-        method=method,
-        epochs=epochs,
-        seed=seed,  # type: ignore[arg-type]
-        **cap,
+        method=method,  # type: ignore[arg-type]
+        learning_rate=learning_rate,
+        lora_rank=lora_rank,
+        target=target,
+        check_every=check_every,
+        max_steps=max_steps,
+        max_minutes=max_minutes,
+        seed=seed,
     )
+    tuning = FineTuning(config, recipe, None if rag_recipe == "same" else rag_recipe).validate()
+    dataset = load_dataset(data)  # bad data fails here, before models load or --out is made
+    if dataset.generated:
+        first = dataset.test[0]
+        typer.echo(
+            f"{data} has no test.jsonl: generated {len(dataset.test)} cloze questions from its "
+            f"documents, e.g. {first.question!r} -> {first.answers[0]!r}"
+        )
+    s = settings()
     run = run_evaluation(
-        data,
+        dataset,
         out,
         s,
         load_embedder(s),
@@ -325,12 +352,24 @@ def eval_command(
         systems=chosen,
         limit=limit,
         seed=seed,
-        ft=config,
+        tuning=tuning,
+        split=split,  # type: ignore[arg-type]
         retrain=retrain,
     )
     for path in write_report(out, run):
         typer.echo(f"wrote {path}")
-    typer.echo(run["results"]["paired"].get("verdict", ""))
+    results = run["results"]
+    for name in ("ft", "ft+rag"):
+        p = results["prepare"].get(name)
+        if p and "shared_with" not in p:
+            state = "converged" if p["converged"] else f"NOT converged ({p['stopped']})"
+            fit = "-" if p["fit"] is None else f"{p['fit']:.0%}"
+            typer.echo(
+                f"{name}: {p['config']['recipe']} {state} after {p['steps']} steps, "
+                f"{p['seconds']:.0f} s; fit {fit} (target {p['target']:.0%})"
+            )
+    typer.echo(results["paired"].get("verdict", ""))
+    typer.echo(results.get("verdict_by_kind", {}).get("_statement", ""))
 
 
 @app.command("serve")

@@ -1,12 +1,26 @@
-"""Datasets in the shared format: corpus.jsonl, optional train.jsonl, test.jsonl."""
+"""Datasets in the shared format: corpus.jsonl, optional train.jsonl, optional test.jsonl.
+
+A folder without test.jsonl (only corpus.jsonl, or plain .md/.txt documents) gets cloze
+questions generated from its documents: teams rarely have a question set.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+from rag.documents import Document, load_corpus
 from rag.errors import InputError
+
+Split = Literal["tune", "report", "all"]
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+NUMBER = re.compile(r"(?<![\w.-])\d+(?:[.,]\d+)*(?![\w-])")
+# A run of capitalised words that does not open the sentence: a name, a place, a title.
+NAME = re.compile(r"(?<=[a-z,;:] )[A-Z][a-zA-Z]+(?: [A-Z][a-zA-Z]+)*")
 
 
 @dataclass(frozen=True)
@@ -21,28 +35,53 @@ class Question:
 @dataclass(frozen=True)
 class Dataset:
     root: Path
-    corpus: Path
+    documents: list[Document]
     test: list[Question]
     train: list[Question]
+    generated: bool = False  # the questions were made from the documents (no test.jsonl)
 
     @property
     def name(self) -> str:
         return self.root.resolve().name
 
+    @property
+    def corpus(self) -> Path:
+        """What the project's corpus loader reads: corpus.jsonl, or the folder of documents."""
+        jsonl = self.root / "corpus.jsonl"
+        return jsonl if jsonl.is_file() else self.root
 
-def load_dataset(root: Path, limit: int | None = None) -> Dataset:
-    """Read a dataset folder; `limit` keeps the first n test questions."""
+
+def load_dataset(root: Path, max_per_document: int = 12) -> Dataset:
+    """Read a dataset folder, generating cloze questions when it has no test.jsonl.
+
+    Raises InputError for a missing folder, unreadable records, questions about documents the
+    corpus lacks, or a corpus without a single usable sentence.
+    """
     root = Path(root)
-    corpus, test = root / "corpus.jsonl", root / "test.jsonl"
-    for required in (corpus, test):
-        if not required.is_file():
-            raise InputError(
-                f"{required} not found: a dataset folder holds corpus.jsonl and test.jsonl "
-                "(see ../shared/data/README.md for the format)"
-            )
-    questions = _questions(test)
+    if not root.is_dir():
+        raise InputError(f"{root} is not a folder: --data takes a dataset folder")
+    corpus = root / "corpus.jsonl"
+    documents = load_corpus(corpus if corpus.is_file() else root).documents
     train = _questions(root / "train.jsonl") if (root / "train.jsonl").is_file() else []
-    return Dataset(root, corpus, questions[:limit] if limit else questions, train)
+    if (root / "test.jsonl").is_file():
+        test, generated = _questions(root / "test.jsonl"), False
+    else:
+        test, generated = cloze_questions(documents, max_per_document), True
+        if not test:
+            raise InputError(
+                f"{root} has no test.jsonl and no sentence in its documents holds a number or "
+                "a name to ask about: nothing to evaluate"
+            )
+    known = {d.id for d in documents}
+    for name, questions in (("train.jsonl", train), ("test.jsonl", test)):
+        stray = sorted({q.doc_id for q in questions if q.doc_id and q.doc_id not in known})
+        if stray:
+            raise InputError(
+                f"{root / name}: {len(stray)} doc_id(s) not in the corpus, e.g. {stray[0]!r}"
+            )
+    if not test:
+        raise InputError(f"{root / 'test.jsonl'} holds no questions")
+    return Dataset(root, documents, test, train, generated)
 
 
 def _questions(path: Path) -> list[Question]:
@@ -60,3 +99,71 @@ def _questions(path: Path) -> list[Question]:
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise InputError(f"{path} line {number}: not a question record ({exc})") from None
     return out
+
+
+def sentences(text: str) -> list[str]:
+    """Prose sentences of 5 to 60 words: paragraphs are split first, and Markdown headings,
+    tables and code fences dropped, so a heading never runs into the sentence after it."""
+    paragraphs, lines = [], []
+    for line in [*text.splitlines(), ""]:
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("#", "|", "```")):
+            if lines:
+                paragraphs.append(" ".join(lines))
+            lines = []
+        else:
+            lines.append(stripped)
+    found = [s for p in paragraphs for s in SENTENCE_END.split(" ".join(p.split()))]
+    return [s for s in found if 5 <= len(s.split()) <= 60]
+
+
+def cloze_questions(documents: list[Document], max_per_document: int = 12) -> list[Question]:
+    """One fill-in-the-blank question per sentence that holds a number or a name.
+
+    The blanked span is the answer (a number is preferred to a name); the question names the
+    document's title so that it can be asked on its own; doc_id is the document.
+    """
+    out = []
+    for doc in documents:
+        made = 0
+        for sentence in sentences(doc.text):
+            if made >= max_per_document:
+                break
+            match = _blank(sentence, doc.title)
+            if match is None:
+                continue
+            blank = sentence[: match.start()] + "____" + sentence[match.end() :]
+            kind = "cloze-number" if match.re is NUMBER else "cloze-name"
+            out.append(
+                Question(
+                    id=f"cloze-{doc.id}-{made}",
+                    question=f"Fill in the blank ({doc.title}): {blank}",
+                    answers=[match.group(0)],
+                    doc_id=doc.id,
+                    kind=kind,
+                )
+            )
+            made += 1
+    return out
+
+
+def _blank(sentence: str, title: str) -> re.Match[str] | None:
+    """The span to ask about: the first number, else the first whole name, never the title's."""
+    for match in [*NUMBER.finditer(sentence), *NAME.finditer(sentence)]:
+        before = sentence[: match.start()].split()
+        inside_a_name = match.re is NAME and before and before[-1][:1].isupper()
+        if match.group(0) not in title and not inside_a_name:
+            return match
+    return None
+
+
+def split_of(question: Question) -> Literal["tune", "report"]:
+    """Which half a question belongs to, by a stable hash of its document (or its own id)."""
+    key = question.doc_id if question.doc_id is not None else f"question:{question.id}"
+    return "tune" if hashlib.sha256(key.encode()).digest()[0] % 2 == 0 else "report"
+
+
+def in_split(questions: list[Question], split: Split) -> list[Question]:
+    if split == "all":
+        return list(questions)
+    return [q for q in questions if split_of(q) == split]

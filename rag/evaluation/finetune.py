@@ -1,9 +1,14 @@
-"""Fine-tune the generator on a dataset: the `ft` systems of the evaluation.
+"""Fine-tune the generator until it fits its training data or a budget runs out.
 
-Two recipes: `sft` trains on question/answer pairs (train.jsonl, the FineTuneBench protocol,
-or pairs generated from the corpus when there is none); `cpt` continues pre-training on the
-corpus text (Ovadia et al. 2024). Two methods: `lora` (peft adapters, merged for inference)
-and `full`. Weights are saved under a key of data and settings, and reused when it matches.
+A run trains on examples (a chat and the target reply, or bare text for continued
+pre-training) and, every `check_every` steps, asks the model being trained a fixed sample of
+its own training questions (greedy, answer containment): the *fit*. It stops once the fit
+reaches `target` (converged) or when the step or time budget is spent (not converged), and
+records a learning curve: fit and held-out test accuracy by kind against steps and seconds.
+The recipes that make the examples live in rag/evaluation/recipes.py.
+
+Only `generator.torch_model` and `generator.tokenizer` are used: the training copy is a plain
+transformers model, and generation during checks calls its `generate` directly.
 """
 
 from __future__ import annotations
@@ -12,39 +17,86 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import random
-import re
+import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from rag.documents import Document
-from rag.evaluation.data import Question
+from rag.errors import InputError
 from rag.evaluation.memory import PeakMemory
+from rag.evaluation.metrics import containment
 from rag.progress import bar
 
 log = logging.getLogger(__name__)
 CLOSED_BOOK = "Answer the question in one short sentence.\n\nQuestion: {question}"
+Chat = list[dict[str, str]]
+# Attention and MLP projections of Llama-style blocks (SmolLM2, Qwen, Llama): facts are
+# thought to live in the MLPs, so adapters on attention alone under-fit (measured in issue 11).
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @dataclass(frozen=True)
 class FineTuneConfig:
-    recipe: Literal["sft", "cpt"] = "sft"
+    """One fine-tuning run: recipe, method, optimiser, and when to stop."""
+
+    recipe: Literal["sft", "sft-para", "cpt", "raft"] = "sft"
     method: Literal["lora", "full"] = "lora"
-    epochs: int = 3
-    learning_rate: float | None = None  # 1e-3 for LoRA, 5e-5 for full
+    learning_rate: float | None = None  # 4e-4 for LoRA, 5e-5 for full
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = 5
     batch_size: int = 8
-    max_length: int = 160
-    lora_rank: int = 16
-    # Caps the epochs: 3 epochs of covidqa-dev's 10,000 generated pairs would be 3,900 steps,
-    # hours on 2 cores. fictional-people's 3 epochs take 54.
-    max_steps: int | None = 300
+    max_length: int = 768  # pairs longer than this (tokens) are dropped, never cut
+    window: int = 160  # continued pre-training: documents become windows of this many tokens
+    lora_rank: int = 32
+    target: float = 0.95  # fit on training questions that counts as converged
+    check_every: int = 25  # steps between fit checks
+    fit_sample: int = 32  # training questions asked at each check
+    max_steps: int = 400
+    max_minutes: float | None = 10.0  # training time, checks excluded
     seed: int = 0
 
     @property
     def lr(self) -> float:
-        return self.learning_rate or (1e-3 if self.method == "lora" else 5e-5)
+        return self.learning_rate or (4e-4 if self.method == "lora" else 5e-5)
+
+    def validate(self) -> FineTuneConfig:
+        """Raise InputError for a budget or target that cannot mean anything."""
+        if not 0 < self.target <= 1:
+            raise InputError(f"the fit target must be in (0, 1], got {self.target}")
+        if self.max_steps < 1:
+            raise InputError(f"the step budget must be at least 1, got {self.max_steps}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise InputError(f"the time budget must be positive minutes, got {self.max_minutes}")
+        if self.check_every < 1 or self.fit_sample < 1 or self.batch_size < 1:
+            raise InputError("check_every, fit_sample and batch_size must be at least 1")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise InputError(f"the learning rate must be positive, got {self.learning_rate}")
+        return self
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Questions put to the model while it trains: chats (None: the retrieval gate refused,
+    scored 0), their gold answers and a kind each."""
+
+    chats: list[Chat | None]
+    answers: list[list[str]]
+    kinds: list[str]
+
+    def __len__(self) -> int:
+        return len(self.chats)
+
+
+@dataclass
+class CurvePoint:
+    step: int
+    seconds: float  # training time so far, checks excluded
+    loss: float | None
+    fit: float | None  # containment on the fixed sample of training questions
+    test: dict[str, float] = field(default_factory=dict)  # containment by kind, and "all"
 
 
 @dataclass
@@ -57,54 +109,107 @@ class FineTuneResult:
     examples: int
     final_loss: float | None
     size_mb: float
+    converged: bool | None  # None: nothing to check the fit on
+    stopped: str  # "reached the fit target", "step budget", "time budget"
+    fit: float | None
+    target: float
+    check_seconds: float = 0.0
+    curve: list[CurvePoint] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, text: str) -> FineTuneResult:
+        data = json.loads(text)
+        data["curve"] = [CurvePoint(**p) for p in data.get("curve", [])]
+        return cls(**data)
 
 
-def examples_for(
-    recipe: str, train: list[Question], documents: list[Document]
-) -> list[tuple[str, str]]:
-    """(prompt, target) pairs; for `cpt` the prompt is empty and the target is corpus text."""
-    if recipe == "cpt":
-        return [("", f"{d.title}\n{d.text}") for d in documents]
-    if train:
-        return [(q.question, q.answers[0]) for q in train]
-    pairs = []  # no train.jsonl: one pair per sentence, asked about the document's title
-    for doc in documents:
-        for sentence in re.split(r"(?<=[.!?])\s+", doc.text):
-            if len(sentence.split()) >= 4:
-                pairs.append((f"What is one fact about {doc.title}?", sentence))
-    return pairs
+def sample_fit_probe(pairs: list[tuple[Chat, list[str]]], size: int, seed: int) -> Probe:
+    """A fixed, seeded sample of training questions (chat, gold answers) to check the fit on."""
+    picked = random.Random(seed).sample(pairs, min(size, len(pairs)))
+    return Probe([c for c, _ in picked], [a for _, a in picked], ["train"] * len(picked))
 
 
-def cache_key(config: FineTuneConfig, base: str, examples: list[tuple[str, str]]) -> str:
-    # "windows": documents are split into windows (earlier caches trained on their openings).
-    payload = json.dumps([asdict(config), base, examples, "windows"], sort_keys=True)
+def greedy_answers(model, tokenizer, chats: list[Chat], max_new_tokens: int = 24) -> list[str]:
+    """Greedy replies to a batch of chats, straight from the torch model being trained."""
+    import torch
+
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # new tokens must follow each prompt directly
+    try:
+        inputs = tokenizer.apply_chat_template(
+            chats, add_generation_prompt=True, return_tensors="pt", return_dict=True, padding=True
+        )
+    finally:
+        tokenizer.padding_side = side
+    with torch.no_grad():
+        output = model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+            stop_strings=["\n\n"],
+            tokenizer=tokenizer,
+        )
+    width = inputs["input_ids"].shape[1]
+    return [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in output]
+
+
+def probe_accuracy(model, tokenizer, probe: Probe, batch: int = 8) -> dict[str, float]:
+    """Containment by kind and over all ("all"); a refused chat (None) scores 0."""
+    scores: list[float] = [0.0] * len(probe)
+    asked = [i for i, c in enumerate(probe.chats) if c is not None]
+    for start in range(0, len(asked), batch):
+        rows = asked[start : start + batch]
+        replies = greedy_answers(model, tokenizer, [probe.chats[i] for i in rows])
+        for i, reply in zip(rows, replies, strict=True):
+            scores[i] = containment(reply, probe.answers[i])
+    by_kind: dict[str, list[float]] = {}
+    for kind, value in zip(probe.kinds, scores, strict=True):
+        by_kind.setdefault(kind, []).append(value)
+    out = {kind: statistics.fmean(v) for kind, v in sorted(by_kind.items())}
+    return out | ({"all": statistics.fmean(scores)} if scores else {})
+
+
+def cache_key(config: FineTuneConfig, base: str, examples: list, probes: list[Probe]) -> str:
+    payload = json.dumps(
+        [asdict(config), base, examples, [asdict(p) for p in probes], "fit-v1"], sort_keys=True
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def fine_tune(
     generator,
-    examples: list[tuple[str, str]],
+    examples: list[tuple[Chat | None, str]],
     config: FineTuneConfig,
     cache_dir: Path,
     *,
+    fit: Probe | None = None,
+    test: Probe | None = None,
     base=None,
     show_progress: bool = True,
 ) -> tuple[object, FineTuneResult]:
-    """Train a copy of `base` (default: the generator's model); returns (model, result)."""
+    """Train a copy of `base` (default: the generator's model) to fit; returns (model, result).
+
+    Weights and result are saved under a key of data, probes and settings, and reused.
+    """
+    config.validate()
+    if not examples:
+        raise InputError(f"nothing to fine-tune on: the {config.recipe} recipe made no examples")
     base = base if base is not None else generator.torch_model
-    out = (
-        Path(cache_dir)
-        / f"{config.recipe}-{config.method}-{cache_key(config, generator.name, examples)}"
-    )
+    fit = fit or Probe([], [], [])
+    test = test or Probe([], [], [])
+    key = cache_key(config, getattr(generator, "name", ""), examples, [fit, test])
+    out = Path(cache_dir) / f"{config.recipe}-{config.method}-{key}"
     if (out / "result.json").is_file():
-        result = FineTuneResult(**json.loads((out / "result.json").read_text()))
+        result = FineTuneResult.from_json((out / "result.json").read_text())
         result.reused = True
         return load_tuned(base, out, config), result
     with PeakMemory() as memory:
-        started = time.perf_counter()
         model = _prepare(copy.deepcopy(base), config)
-        steps, loss = _train(model, generator.tokenizer, examples, config, show_progress)
-        seconds = time.perf_counter() - started
+        run = _train(model, generator.tokenizer, examples, config, fit, test, show_progress)
     out.mkdir(parents=True, exist_ok=True)
     if config.method == "lora":
         model.save_pretrained(out, safe_serialization=True)  # the adapter only (a few MB)
@@ -116,8 +221,22 @@ def fine_tune(
         save_model(model, str(out / "model.safetensors"))
     model = (model.merge_and_unload() if config.method == "lora" else model).eval()
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6
+    last_fit = run.curve[-1].fit if run.curve else None
     result = FineTuneResult(
-        str(out), False, seconds, memory.peak_mb, steps, len(examples), loss, size
+        path=str(out),
+        reused=False,
+        seconds=run.seconds,
+        peak_rss_mb=memory.peak_mb,
+        steps=run.steps,
+        examples=len(examples),
+        final_loss=run.loss,
+        size_mb=size,
+        converged=None if last_fit is None else last_fit >= config.target,
+        stopped=run.stopped,
+        fit=last_fit,
+        target=config.target,
+        check_seconds=run.check_seconds,
+        curve=run.curve,
     )
     (out / "result.json").write_text(json.dumps(asdict(result), indent=1))
     return model, result
@@ -133,7 +252,7 @@ def _prepare(model, config: FineTuneConfig):
         r=config.lora_rank,
         lora_alpha=2 * config.lora_rank,
         lora_dropout=0.0,
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+        target_modules=list(LORA_TARGETS),
         task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, lora)
@@ -141,51 +260,93 @@ def _prepare(model, config: FineTuneConfig):
     return model
 
 
-def _encode(
-    tokenizer, prompt: str, target: str, max_length: int
+def encode(
+    tokenizer, chat: Chat | None, target: str, config: FineTuneConfig
 ) -> list[tuple[list[int], list[int]]]:
-    """Token ids and labels; for pairs only the answer is learned (prompt labels are -100).
+    """Token ids and labels; for a chat only the reply is learned (prompt labels are -100).
 
-    A document (no prompt) becomes consecutive windows of `max_length` tokens, so continued
-    pre-training sees all of a long article, not only its opening.
+    Bare text (no chat) becomes consecutive windows of `config.window` tokens, so continued
+    pre-training sees all of a long article, not only its opening. A chat longer than
+    `config.max_length` is dropped rather than cut, since cutting would lose the answer.
     """
-    if not prompt:
+    if chat is None:
         ids = tokenizer(target + tokenizer.eos_token)["input_ids"]
-        windows = [ids[i : i + max_length] for i in range(0, len(ids), max_length)]
+        size = config.window
+        windows = [ids[i : i + size] for i in range(0, len(ids), size)]
         return [(w, list(w)) for w in windows if len(w) > 1]
-    chat = [{"role": "user", "content": CLOSED_BOOK.format(question=prompt)}]
     head = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
     head_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
     tail_ids = tokenizer(target + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
-    ids = (head_ids + tail_ids)[:max_length]
-    labels = ([-100] * len(head_ids) + tail_ids)[:max_length]
-    return [(ids, labels)]
+    if len(head_ids) + len(tail_ids) > config.max_length:
+        return []
+    return [(head_ids + tail_ids, [-100] * len(head_ids) + tail_ids)]
 
 
-def _train(model, tokenizer, examples, config: FineTuneConfig, show_progress: bool):
+@dataclass
+class _Run:
+    steps: int = 0
+    seconds: float = 0.0
+    check_seconds: float = 0.0
+    loss: float | None = None
+    stopped: str = "step budget"
+    curve: list[CurvePoint] = field(default_factory=list)
+
+
+def learning_rate_at(step: int, config: FineTuneConfig) -> float:
+    """Linear warm-up, then constant or a cosine decay to a tenth over the step budget."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if config.schedule == "constant":
+        return config.lr
+    span = max(1, config.max_steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _train(model, tokenizer, examples, config: FineTuneConfig, fit: Probe, test: Probe, show):
     import torch
 
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
-    encoded = [e for p, t in examples for e in _encode(tokenizer, p, t, config.max_length)]
+    encoded = [e for chat, t in examples for e in encode(tokenizer, chat, t, config)]
+    if not encoded:
+        raise InputError(f"every example is longer than max_length={config.max_length} tokens")
+    if len(encoded) < sum(1 for c, _ in examples if c is not None):
+        log.warning("dropped pairs longer than max_length=%d tokens", config.max_length)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
-    per_epoch = max(1, -(-len(encoded) // config.batch_size))
-    total = min(config.max_steps or per_epoch * config.epochs, per_epoch * config.epochs)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    step, loss_value = 0, None
-    with bar(
-        total,
-        desc=f"fine-tuning ({config.recipe}, {config.method})",
-        unit="step",
-        show=show_progress,
-    ) as meter:
-        while step < total:
+    run = _Run()
+    budget_s = None if config.max_minutes is None else 60 * config.max_minutes
+
+    def check() -> bool:
+        """Record a curve point; True when the fit target is reached."""
+        start = time.perf_counter()
+        model.eval()
+        score = probe_accuracy(model, tokenizer, fit).get("all") if len(fit) else None
+        on_test = probe_accuracy(model, tokenizer, test) if len(test) else {}
+        model.train()
+        run.check_seconds += time.perf_counter() - start
+        run.curve.append(CurvePoint(run.steps, run.seconds, run.loss, score, on_test))
+        return score is not None and score >= config.target
+
+    desc = f"fine-tuning ({config.recipe}, {config.method})"
+    with bar(config.max_steps, desc=desc, unit="step", show=show) as meter:
+        done = check()  # step 0: the base model, so the curve starts where training did
+        run.stopped = "reached the fit target" if done else run.stopped
+        while not done:
             order = list(range(len(encoded)))
             rng.shuffle(order)
             for start in range(0, len(order), config.batch_size):
-                if step >= total:
+                if run.steps >= config.max_steps:
+                    run.stopped, done = "step budget", True
+                elif budget_s is not None and run.seconds >= budget_s:
+                    run.stopped, done = "time budget", True
+                if done:
                     break
+                began = time.perf_counter()
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate_at(run.steps, config)
                 batch = [encoded[i] for i in order[start : start + config.batch_size]]
                 width = max(len(ids) for ids, _ in batch)
                 ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in batch])
@@ -196,11 +357,17 @@ def _train(model, tokenizer, examples, config: FineTuneConfig, show_progress: bo
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 optimizer.step()
                 optimizer.zero_grad()
-                loss_value = float(loss.detach())
-                step += 1
+                run.loss = float(loss.detach())
+                run.steps += 1
+                run.seconds += time.perf_counter() - began
                 meter.update(1)
-                meter.set_postfix(loss=f"{loss_value:.3f}")
-    return step, loss_value
+                meter.set_postfix(loss=f"{run.loss:.3f}")
+                if run.steps % config.check_every == 0 and check():
+                    run.stopped, done = "reached the fit target", True
+                    break
+        if run.curve[-1].step != run.steps:
+            check()  # the model as it ends, so the result never reports a stale fit
+    return run
 
 
 def load_tuned(base, path: Path, config: FineTuneConfig):
@@ -214,3 +381,12 @@ def load_tuned(base, path: Path, config: FineTuneConfig):
     from peft import PeftModel
 
     return PeftModel.from_pretrained(copy.deepcopy(base), path).merge_and_unload().eval()
+
+
+def curve_summary(result: FineTuneResult) -> dict[str, Any]:
+    """The learning curve's end points, for the report and the CLI."""
+    first, last = (result.curve[0], result.curve[-1]) if result.curve else (None, None)
+    return {
+        "start": asdict(first) if first else None,
+        "end": asdict(last) if last else None,
+    }

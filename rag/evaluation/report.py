@@ -38,7 +38,7 @@ def versions() -> dict[str, str]:
 
 
 def write_report(out: Path, run: dict[str, Any]) -> list[Path]:
-    """All four outputs; returns their paths."""
+    """All five outputs; returns their paths."""
     out = Path(out)
     results = run["results"] | {"versions": versions(), "git_commit": git_commit()}
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
@@ -46,8 +46,37 @@ def write_report(out: Path, run: dict[str, Any]) -> list[Path]:
         for row in run["predictions"]:
             handle.write(json.dumps(row, default=str) + "\n")
     draw_chart(results, out / "chart.png")
+    paths = [out / n for n in ("report.md", "results.json", "predictions.jsonl", "chart.png")]
+    if curves(results):
+        draw_curves(results, out / "curves.png")
+        paths.append(out / "curves.png")
     (out / "report.md").write_text(markdown(results))
-    return [out / n for n in ("report.md", "results.json", "predictions.jsonl", "chart.png")]
+    return paths
+
+
+def curves(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The fine-tuning runs that have a learning curve, by system."""
+    prep = results["prepare"]
+    return {
+        name: prep[name]
+        for name in ("ft", "ft+rag")
+        if name in prep and prep[name].get("curve") and "shared_with" not in prep[name]
+    }
+
+
+def prep_seconds(results: dict[str, Any], system: str) -> float:
+    """Seconds to prepare a system: its fine-tuning and/or its index build."""
+    prep = results["prepare"]
+    seconds = 0.0
+    if system in ("rag", "ft+rag") and "index" in prep:
+        seconds += prep["index"]["seconds"]
+    if system == "naive" and "naive" in prep:
+        seconds += prep["naive"]["seconds"]
+    if system in ("ft", "ft+rag") and system in prep and "shared_with" not in prep[system]:
+        seconds += prep[system]["seconds"]
+    if system == "ft+rag" and prep.get("ft+rag", {}).get("shared_with") == "ft":
+        seconds += prep["ft"]["seconds"]
+    return seconds
 
 
 def pct(interval: dict[str, float]) -> str:
@@ -60,9 +89,18 @@ def markdown(r: dict[str, Any]) -> str:
         f"# Retrieval vs fine-tuning: {Path(setup['dataset']).name}",
         "",
         f"**Verdict:** {r['paired'].get('verdict', 'rag and ft were not both run.')}",
+    ]
+    statement = r.get("verdict_by_kind", {}).get("_statement")
+    if statement:
+        lines += ["", f"**By kind of question:** {statement}"]
+    lines += [
         "",
-        f"{setup['questions']} questions (seed {setup['seed']}), the same base model "
-        f"({setup['generator']}) in every system. Intervals are 95% bootstrap intervals.",
+        f"{setup['questions']} questions (seed {setup['seed']}, split `{setup['split']}`: "
+        f"{setup['questions_in_split']} questions in it; {setup['split_rule']}), the same base "
+        f"model ({setup['generator']}) in every system. Intervals are 95% bootstrap intervals.",
+    ]
+    lines += generated_section(setup.get("generated_questions"))
+    lines += [
         "",
         "## Answer quality",
         "",
@@ -82,8 +120,11 @@ def markdown(r: dict[str, Any]) -> str:
         "|---|" + "---|" * len(kinds),
     ]
     for name, s in systems.items():
-        cells = [f"{s['containment_by_kind'].get(k, float('nan')):.1%}" for k in kinds]
+        by_kind = s["containment_by_kind"]
+        cells = [pct(by_kind[k]) if k in by_kind else "-" for k in kinds]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += verdict_section(r.get("verdict_by_kind", {}))
+    lines += finetune_section(r)
     k = setup["k"]
     lines += [
         "",
@@ -94,9 +135,8 @@ def markdown(r: dict[str, Any]) -> str:
     ]
     for name, s in systems.items():
         if f"recall@{k}" in s:
-            lines.append(
-                f"| {name} | {s[f'recall@{k}']:.1%} | {s['mrr@10']:.3f} | {s['supported']:.1%} |"
-            )
+            supported = f"{s['supported']:.1%}" if name != "naive" else "no check"
+            lines.append(f"| {name} | {s[f'recall@{k}']:.1%} | {s['mrr@10']:.3f} | {supported} |")
     lines += [
         "",
         "## Abstention",
@@ -114,7 +154,145 @@ def markdown(r: dict[str, Any]) -> str:
             f"| {name} | {'n/a' if held is None else f'{held:.1%}'} "
             f"| {s['abstained_on_main']:.1%} |"
         )
+    lines += cost_section(r)
+    nk = r.get("new_knowledge", {})
+    if nk:
+        lines += [
+            "",
+            "## Cost of new knowledge",
+            "",
+            "The held-out documents are added; each system is timed and then asked about them. "
+            "Per fact: the time over the training questions on those documents.",
+            "",
+            "| system | how | time (s) | per new fact (s) | containment after |",
+            "|---|---|---|---|---|",
+        ]
+        for name, v in nk.items():
+            lines.append(
+                f"| {name} | {v['method']} | {v['seconds']:.1f} "
+                f"| {v['seconds_per_fact']:.3f} ({v['facts']} facts) | {v['containment']:.1%} |"
+            )
     lines += [
+        "",
+        "## Settings",
+        "",
+        "```json",
+        json.dumps(
+            {**setup, "prepare": {n: _without_curve(p) for n, p in prep.items()}},
+            indent=1,
+            default=str,
+        ),
+        "```",
+        "",
+        f"git commit {r['git_commit']}; versions: "
+        + ", ".join(f"{k} {v}" for k, v in r["versions"].items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _without_curve(p: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in p.items() if k not in ("curve", "curve_ends")}
+
+
+def generated_section(generated: dict[str, Any] | None) -> list[str]:
+    if not generated:
+        return []
+    lines = [
+        "",
+        f"**Generated questions:** the dataset has no test.jsonl, so {generated['count']} "
+        f"questions were generated from its documents ({generated['how']}). Examples:",
+        "",
+    ]
+    for q in generated["examples"]:
+        lines.append(f"- {q['question']} → `{q['answers'][0]}` ({q['doc_id']})")
+    return lines
+
+
+def verdict_section(by_kind: dict[str, Any]) -> list[str]:
+    kinds = [k for k in by_kind if not k.startswith("_")]
+    if not kinds:
+        return []
+    others = list(by_kind[kinds[0]]["rag_minus"])
+    prep = by_kind["_prep_seconds"]
+    lines = [
+        "",
+        "## Verdict per kind of question",
+        "",
+        "Paired difference rag - system in containment on the same questions (95% CI); the "
+        "winner is the system whose interval excludes zero.",
+        "",
+        "| kind | n | best | " + " | ".join(f"rag - {n}" for n in others) + " |",
+        "|---|---|---|" + "---|" * len(others),
+    ]
+    for kind in kinds:
+        v = by_kind[kind]
+        cells = []
+        for name in others:
+            d = v["rag_minus"][name]
+            mark = "" if d["winner"] == "tie" else f" **{d['winner']}**"
+            cells.append(f"{d['mean']:+.1%} [{d['low']:+.1%}, {d['high']:+.1%}]{mark}")
+        best = f"{v['best']} ({v['containment'][v['best']]:.1%})"
+        lines.append(f"| {kind} | {v['questions']} | {best} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Preparation: "
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in prep.items())
+        + ".",
+    ]
+    return lines
+
+
+def finetune_section(r: dict[str, Any]) -> list[str]:
+    runs = {n: p for n, p in r["prepare"].items() if n in ("ft", "ft+rag")}
+    if not runs:
+        return []
+    lines = [
+        "",
+        "## Fine-tuning: did it fit its training data?",
+        "",
+        "A run stops when greedy answers to a fixed sample of its own training questions "
+        "contain the gold answer at the target rate (converged), or when its budget runs out "
+        "(not converged). Test accuracy at each check is on a small fixed sample of the test "
+        "questions (asked closed-book for ft, with the chain's prompt for ft+rag, before the "
+        "chain's checks). Curves: `curves.png`.",
+        "",
+        "| system | recipe | trained on | converged | steps | train s (+checks) "
+        "| fit start → end | test start → end |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, p in runs.items():
+        if "shared_with" in p:
+            lines.append(f"| {name} | the {p['shared_with']} model | | | | | | |")
+            continue
+        ends = p.get("curve_ends", {})
+        start, end = ends.get("start") or {}, ends.get("end") or {}
+        converged = {True: "**yes**", False: f"**no** ({p['stopped']})", None: "no fit check"}[
+            p["converged"]
+        ]
+
+        def rate(value: float | None) -> str:
+            return "-" if value is None else f"{value:.0%}"
+
+        fit = f"{rate(start.get('fit'))} → {rate(end.get('fit'))} (target {p['target']:.0%})"
+        test = f"{rate(start.get('test', {}).get('all'))} → {rate(end.get('test', {}).get('all'))}"
+        cached = ", reused" if p.get("reused") else ""
+        lines.append(
+            f"| {name} | {p['config']['recipe']} ({p['config']['method']}{cached}) "
+            f"| {p['trained_on']} | {converged} | {p['steps']} "
+            f"| {p['seconds']:.0f} (+{p['check_seconds']:.0f}) | {fit} | {test} |"
+        )
+    for name, p in runs.items():
+        end = (p.get("curve_ends") or {}).get("end") or {}
+        if end.get("test"):
+            kinds = ", ".join(f"{k} {v:.0%}" for k, v in end["test"].items() if k != "all")
+            lines.append(f"\n{name} test sample at the last check, by kind: {kinds}.")
+    return lines
+
+
+def cost_section(r: dict[str, Any]) -> list[str]:
+    prep, systems = r["prepare"], r["systems"]
+    lines = [
         "",
         "## Cost",
         "",
@@ -123,58 +301,31 @@ def markdown(r: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for name, s in systems.items():
-        kind = "finetune" if name.startswith("ft") else ("index" if name == "rag" else None)
+        key = {"rag": "index", "naive": "naive", "ft": "ft", "ft+rag": "ft+rag"}.get(name)
         cells = ["none", "0", "-", "-"]
-        if kind and kind in prep:
-            p = prep[kind]
-            what = (
-                "index build"
-                if kind == "index"
-                else f"fine-tuning ({p['config']['recipe']}, {p['config']['method']})"
-            )
+        if key and key in prep:
+            p = prep[key]
+            if key == "index":
+                what = "index build"
+            elif key == "naive":
+                what = "FAISS index (1000-char chunks)"
+            elif "shared_with" in p:
+                what = f"the {p['shared_with']} model"
+            else:
+                what = f"fine-tuning ({p['config']['recipe']}, {p['config']['method']})"
             if p.get("reused"):
                 what += ", reused from cache"
-            cells = [what, f"{p['seconds']:.1f}", f"{p['peak_rss_mb']:.0f}", f"{p['size_mb']:.1f}"]
-        if name == "ft+rag" and "index" in prep and "finetune" in prep:
-            cells = [
-                "both",
-                f"{prep['index']['seconds'] + prep['finetune']['seconds']:.1f}",
-                "-",
-                "-",
-            ]
+            seconds = p["seconds"]
+            if name == "ft+rag" and "index" in prep:
+                what += " + index build"
+                seconds += prep["index"]["seconds"]
+            cells = [what, f"{seconds:.1f}", f"{p['peak_rss_mb']:.0f}", f"{p['size_mb']:.1f}"]
         lines.append(
             f"| {name} | "
             + " | ".join(cells)
             + f" | {s['latency_p50_s']:.2f} / {s['latency_p95_s']:.2f} |"
         )
-    nk = r.get("new_knowledge", {})
-    if nk:
-        lines += [
-            "",
-            "## Cost of new knowledge",
-            "",
-            "The held-out documents are added; each system is timed and then asked about them.",
-            "",
-            "| system | how | time (s) | containment after |",
-            "|---|---|---|---|",
-        ]
-        for name, v in nk.items():
-            lines.append(
-                f"| {name} | {v['method']} | {v['seconds']:.1f} | {v['containment']:.1%} |"
-            )
-    lines += [
-        "",
-        "## Settings",
-        "",
-        "```json",
-        json.dumps({**setup, "prepare": prep}, indent=1, default=str),
-        "```",
-        "",
-        f"git commit {r['git_commit']}; versions: "
-        + ", ".join(f"{k} {v}" for k, v in r["versions"].items()),
-        "",
-    ]
-    return "\n".join(lines)
+    return lines
 
 
 def draw_chart(r: dict[str, Any], path: Path) -> None:
@@ -202,17 +353,41 @@ def draw_chart(r: dict[str, Any], path: Path) -> None:
     left.set_ylim(0, 1)
     left.set_title("Answer quality (95% bootstrap intervals)")
     left.legend()
-    prep = r["prepare"]
-    costs = {
-        "closed": 0.1,
-        "rag": prep.get("index", {}).get("seconds", 0.1),
-        "ft": prep.get("finetune", {}).get("seconds", 0.1),
-    }
-    costs["ft+rag"] = costs["rag"] + costs["ft"]
-    right.bar(names, [max(costs.get(n, 0.1), 0.1) for n in names], color="tab:gray")
+    right.bar(names, [max(prep_seconds(r, n), 0.1) for n in names], color="tab:gray")
     right.set_yscale("log")
     right.set_ylabel("seconds (log scale)")
     right.set_title("Cost to prepare (closed: none)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def draw_curves(r: dict[str, Any], path: Path) -> None:
+    """Learning curves: fit and test accuracy by kind, against steps and training seconds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = curves(r)
+    fig, axes = plt.subplots(len(runs), 2, figsize=(11, 3.8 * len(runs)), squeeze=False)
+    for row, (name, p) in zip(axes, runs.items(), strict=True):
+        points = p["curve"]
+        kinds = sorted({k for point in points for k in point["test"] if k != "all"})
+        for ax, axis in zip(row, ("step", "seconds"), strict=True):
+            xs = [point[axis] for point in points]
+            fits = [point["fit"] for point in points]
+            if any(f is not None for f in fits):
+                ax.plot(xs, fits, "k-o", lw=2, label="fit (own training questions)")
+            for kind in kinds:
+                ys = [point["test"].get(kind) for point in points]
+                ax.plot(xs, ys, "--.", label=f"test: {kind}")
+            ax.axhline(p["target"], color="tab:red", lw=0.8, ls=":", label="fit target")
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_xlabel("training steps" if axis == "step" else "training seconds")
+            ax.set_title(f"{name}: {p['config']['recipe']} ({p['config']['method']})")
+        row[0].set_ylabel("answer containment")
+        row[1].legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

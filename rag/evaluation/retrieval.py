@@ -91,7 +91,7 @@ def evaluate_retrieval(
     from rag.indexing import index_corpus
     from rag.store import load_index
 
-    dataset = load_dataset(data, limit)
+    dataset = load_dataset(data)
     embedder = load_embedder(settings)
     name = f"{dataset.name}-corpus"
     index_corpus(dataset.corpus, name, settings, embedder=embedder, show_progress=not quiet)
@@ -101,7 +101,7 @@ def evaluate_retrieval(
             score_retrieval(
                 index,
                 embedder,
-                dataset.test,
+                dataset.test[:limit] if limit else dataset.test,
                 mode=mode,
                 k=k,
                 settings=settings,

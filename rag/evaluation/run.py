@@ -1,4 +1,4 @@
-"""`rag eval`: the same base model closed-book, fine-tuned, with retrieval, and both.
+"""`rag eval`: the same base model closed-book, naive RAG, the project's RAG, fine-tuned, both.
 
 Everything runs through the project's own pieces (index_corpus, Pipeline, Generator); this
 module only arranges the experiment: a held-out slice of documents for abstention and for the
@@ -8,49 +8,67 @@ cost of new knowledge, the systems, the scoring, and the numbers the report is w
 from __future__ import annotations
 
 import json
+import logging
 import random
 import shutil
 import statistics
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from rag.chain import Pipeline
 from rag.config import Settings
-from rag.documents import Document, load_corpus
+from rag.documents import Document
 from rag.embeddings import Embedder
-from rag.evaluation.data import Dataset, Question, load_dataset
-from rag.evaluation.finetune import FineTuneConfig, examples_for, fine_tune
+from rag.errors import InputError
+from rag.evaluation.data import Dataset, Question, Split, cloze_questions, in_split, load_dataset
+from rag.evaluation.finetune import (
+    FineTuneConfig,
+    FineTuneResult,
+    Probe,
+    curve_summary,
+    fine_tune,
+    sample_fit_probe,
+)
 from rag.evaluation.memory import PeakMemory
 from rag.evaluation.metrics import bootstrap, containment, exact_match, f1_score, paired_bootstrap
+from rag.evaluation.recipes import RECIPES, build_training, closed_book
+from rag.evaluation.report import prep_seconds
 from rag.evaluation.retrieval import recall_at_k, reciprocal_rank, unique_in_order
-from rag.evaluation.systems import SYSTEMS, ClosedBook, Prediction, Retrieval
+from rag.evaluation.systems import SYSTEMS, ClosedBook, Naive, Prediction, Retrieval
 from rag.generators import ChatGenerator
 from rag.indexing import index_corpus
 from rag.progress import progress
 from rag.store import load_index
 
+log = logging.getLogger(__name__)
 
-def pick_questions(dataset: Dataset, held: set[str], limit: int | None, seed: int):
+
+def pick_questions(questions: list[Question], held: set[str], limit: int | None, seed: int):
     """A seeded sample stratified by kind (main set) and the questions on held-out documents."""
     rng = random.Random(seed)
-    main = [q for q in dataset.test if q.doc_id not in held]
-    on_held = [q for q in dataset.test if q.doc_id in held]
+    main = [q for q in questions if q.doc_id not in held]
+    on_held = [q for q in questions if q.doc_id in held]
     rng.shuffle(main)
     rng.shuffle(on_held)
     if limit:
-        by_kind: dict[str | None, list[Question]] = defaultdict(list)
-        for q in main:
-            by_kind[q.kind].append(q)
-        picked: list[Question] = []
-        while len(picked) < min(limit, len(main)):
-            for kind in sorted(by_kind, key=str):
-                if by_kind[kind] and len(picked) < limit:
-                    picked.append(by_kind[kind].pop())
-        main = picked
+        main = stratified(main, limit)
         on_held = on_held[: max(4, limit // 4)]
     return main, on_held
+
+
+def stratified(questions: list[Question], limit: int) -> list[Question]:
+    """Up to `limit` questions taking kinds in turn (the input order is kept within a kind)."""
+    by_kind: dict[str | None, list[Question]] = defaultdict(list)
+    for q in questions:
+        by_kind[q.kind].append(q)
+    picked: list[Question] = []
+    while len(picked) < min(limit, len(questions)):
+        for kind in sorted(by_kind, key=str):
+            if by_kind[kind] and len(picked) < limit:
+                picked.append(by_kind[kind].pop())
+    return picked
 
 
 def write_corpus(documents: list[Document], path: Path) -> Path:
@@ -74,8 +92,26 @@ def dir_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 1e6
 
 
+@dataclass(frozen=True)
+class FineTuning:
+    """How the fine-tuned systems get their models: `ft` from `recipe`; `ft+rag` from
+    `rag_recipe` (None: the `ft` model itself). `config` holds method, optimiser and budget."""
+
+    config: FineTuneConfig = field(default_factory=FineTuneConfig)
+    recipe: str = "sft"
+    rag_recipe: str | None = "raft"
+    test_probe_size: int = 16  # test questions asked at each check (a small fixed sample)
+
+    def validate(self) -> FineTuning:
+        self.config.validate()
+        for name in (self.recipe, self.rag_recipe):
+            if name is not None and name not in RECIPES:
+                raise InputError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
+        return self
+
+
 def run_evaluation(
-    data: Path,
+    data: Path | Dataset,
     out: Path,
     settings: Settings,
     embedder: Embedder,
@@ -85,33 +121,44 @@ def run_evaluation(
     limit: int | None = None,
     seed: int = 0,
     holdout: float = 0.1,
-    ft: FineTuneConfig | None = None,
+    tuning: FineTuning | None = None,
+    split: Split = "all",
     retrain: bool = False,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Prepare, answer, score; returns every number (also written to out/results.json)."""
-    ft = ft or FineTuneConfig(seed=seed)
+    """Prepare, answer, score; returns every number (write_report writes them to `out`).
+
+    The data and settings are checked before anything is written under `out`.
+    """
+    tuning = (tuning or FineTuning(config=FineTuneConfig(seed=seed))).validate()
+    if split not in ("tune", "report", "all"):
+        raise InputError(f"--split is tune, report or all, not {split!r}")
+    dataset = data if isinstance(data, Dataset) else load_dataset(data)
+    documents = dataset.documents
+    scored = in_split(dataset.test, split)
+    if not scored:
+        raise InputError(f"no question of {dataset.name} falls in the {split!r} split")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    dataset = load_dataset(data)
-    documents = load_corpus(dataset.corpus).documents
     rng = random.Random(seed)
     asked = sorted({q.doc_id for q in dataset.test if q.doc_id})
-    held = set(rng.sample(asked, max(1, round(holdout * len(documents)))))
-    questions, held_questions = pick_questions(dataset, held, limit, seed)
+    held = set(rng.sample(asked, min(len(asked), max(1, round(holdout * len(documents))))))
+    questions, held_questions = pick_questions(scored, held, limit, seed)
     base_docs = [d for d in documents if d.id not in held]
     settings = settings.model_copy(update={"index_root": out / "index"})
     work = out / "work"
     shutil.rmtree(settings.index_root, ignore_errors=True)
     results: dict[str, Any] = {"prepare": {}, "systems": {}, "new_knowledge": {}}
+    chosen = set(systems)
 
     def new_pipeline(model_generator: ChatGenerator) -> Pipeline:
         index = load_index(settings, "eval")
         return Pipeline(index, embedder, model_generator, settings)
 
     # Preparation: an index build for the rag systems, a fine-tuning run for the ft ones.
-    generators = {"closed": generator, "rag": generator}
-    if {"rag", "ft+rag"} & set(systems):
+    generators = {"closed": generator, "rag": generator, "naive": generator}
+    needs_raft = "raft" in {tuning.recipe, tuning.rag_recipe}
+    if {"rag", "ft+rag"} & chosen or ({"ft"} & chosen and needs_raft):
         base_file = write_corpus(base_docs, work / "base" / "corpus.jsonl")
         with PeakMemory() as memory:
             report = index_corpus(
@@ -128,27 +175,70 @@ def run_evaluation(
             "chunks": report.chunks,
             "size_mb": dir_mb(settings.index_root / "eval"),
         }
-    tuned = None
-    if {"ft", "ft+rag"} & set(systems):
-        train = [q for q in dataset.train if q.doc_id not in held]
-        examples = examples_for(ft.recipe, train, base_docs)
-        cache = work / "finetune" if retrain else out.parent / ".finetune-cache"
-        tuned, result = fine_tune(generator, examples, ft, cache, show_progress=show_progress)
-        results["prepare"]["finetune"] = asdict(result) | {"config": asdict(ft)}
-        generators["ft"] = generators["ft+rag"] = generator.with_model(
-            tuned, f"{generator.name} + {ft.recipe}/{ft.method}"
+    naive = None
+    if "naive" in chosen:
+        with PeakMemory() as memory:
+            naive = Naive("naive", base_docs, embedder, generator, settings.abstain_text)
+        results["prepare"]["naive"] = {
+            "seconds": naive.build_seconds,
+            "peak_rss_mb": memory.peak_mb,
+            "chunks": len(naive.chunks),
+            "size_mb": naive.index.ntotal * embedder.dimension * 4 / 1e6,
+        }
+
+    train, train_source = training_questions(dataset, held)
+    cache = work / "finetune" if retrain else out.parent / ".finetune-cache"
+    probe_questions = stratified(list(questions), tuning.test_probe_size)
+    prompter = new_pipeline(generator) if "index" in results["prepare"] else None
+    tuned: dict[str, Any] = {}
+    wanted = [("ft", tuning.recipe)] if "ft" in chosen else []
+    if "ft+rag" in chosen:
+        wanted.append(("ft+rag", tuning.rag_recipe or tuning.recipe))
+    for name, recipe in wanted:
+        if recipe in tuned:  # ft+rag shares the ft model
+            results["prepare"][name] = results["prepare"]["ft"] | {"shared_with": "ft"}
+            generators[name] = generators["ft"]
+            continue
+        rag_probe = name == "ft+rag"
+        prompt_for = prompter.prompt_messages if prompter else None
+        training = build_training(recipe, train, base_docs, prompt_for)
+        test_probe = Probe(
+            [
+                prompt_for(q.question) if rag_probe and prompt_for else closed_book(q.question)
+                for q in probe_questions
+            ],
+            [q.answers for q in probe_questions],
+            [str(q.kind) for q in probe_questions],
+        )
+        config = replace(tuning.config, recipe=recipe)  # type: ignore[arg-type]
+        fit = sample_fit_probe(training.fit_pairs, config.fit_sample, config.seed)
+        model, result = fine_tune(
+            generator,
+            training.examples,
+            config,
+            cache,
+            fit=fit,
+            test=test_probe,
+            show_progress=show_progress,
+        )
+        tuned[recipe] = model
+        results["prepare"][name] = finetune_record(result, config, training.note, train_source)
+        results["prepare"][name]["test_probe"] = "rag prompt" if rag_probe else "closed-book"
+        generators[name] = generator.with_model(
+            model, f"{generator.name} + {recipe}/{config.method}"
         )
 
-    runners = {}
+    runners: dict[str, Any] = {}
     for name in systems:
-        model = generators[name]
-        runners[name] = (
-            Retrieval(name, new_pipeline(model))
-            if name.endswith("rag")
-            else ClosedBook(name, model, settings.abstain_text)
-        )
+        if name == "naive":
+            runners[name] = naive
+        elif name.endswith("rag"):
+            runners[name] = Retrieval(name, new_pipeline(generators[name]))
+        else:
+            runners[name] = ClosedBook(name, generators[name], settings.abstain_text)
 
     predictions: list[dict[str, Any]] = []
+    scores: dict[str, list[dict[str, float]]] = {}
     for name, runner in runners.items():
         rows = []
         for q in progress(
@@ -173,23 +263,34 @@ def run_evaluation(
             predictions.append(asdict(p) | s | {"kind": q.kind, "slice": "main", "gold": q.answers})
         for q, p in held_rows:
             predictions.append(asdict(p) | {"kind": q.kind, "slice": "held-out", "gold": q.answers})
-        results["systems"][name]["_scores"] = [s for _, _, s in rows]
+        scores[name] = [s | {"kind": str(q.kind)} for q, _, s in rows]
 
     experiment = Experiment(
-        dataset, documents, held, held_questions, settings, embedder, ft, work, show_progress
+        dataset, documents, held, held_questions, settings, embedder, tuning, work, show_progress
     )
-    results["new_knowledge"] = new_knowledge(experiment, generator, tuned, "rag" in runners)
-    results["paired"] = compare(results, "rag", "ft", seed)
-    for name in results["systems"]:
-        results["systems"][name].pop("_scores")
+    ft_model = tuned.get(tuning.recipe) if "ft" in chosen else None
+    results["new_knowledge"] = new_knowledge(experiment, generator, ft_model, "rag" in runners)
+    results["paired"] = compare(results, scores, "rag", "ft", seed)
+    results["verdict_by_kind"] = verdict_by_kind(results, scores, seed)
     results["setup"] = {
-        "dataset": str(data),
+        "dataset": str(dataset.root),
+        "split": split,
+        "split_rule": "documents halved by sha256(doc_id)[0] % 2 (0: tune, 1: report); "
+        "questions without a doc_id by their own id",
         "questions": len(questions),
+        "questions_in_split": len(scored),
+        "generated_questions": generated_summary(dataset),
         "held_out_documents": sorted(held),
         "held_out_questions": len(held_questions),
         "seed": seed,
         "limit": limit,
         "systems": list(systems),
+        "fine_tuning": {
+            "ft": tuning.recipe,
+            "ft+rag": tuning.rag_recipe or f"{tuning.recipe} (the ft model)",
+            "config": asdict(tuning.config),
+            "training_questions": train_source,
+        },
         "k": settings.k,
         "retrieval_mode": settings.retrieval_mode,
         "embedder": embedder.name,
@@ -197,6 +298,34 @@ def run_evaluation(
         "answering": settings.model_dump(include=ANSWERING_SETTINGS),
     }
     return {"results": results, "predictions": predictions}
+
+
+def training_questions(dataset: Dataset, held: set[str]) -> tuple[list[Question], str]:
+    """What fine-tuning may train on (never the held-out documents), and where it came from."""
+    if dataset.train:
+        return [q for q in dataset.train if q.doc_id not in held], "train.jsonl"
+    if dataset.generated:
+        source = "the generated cloze questions (as in FineTuneBench's memorization kind)"
+        return [q for q in dataset.test if q.doc_id not in held], source
+    docs = [d for d in dataset.documents if d.id not in held]
+    return cloze_questions(docs), "cloze questions generated from the documents (no train.jsonl)"
+
+
+def generated_summary(dataset: Dataset) -> dict[str, Any] | None:
+    if not dataset.generated:
+        return None
+    return {
+        "count": len(dataset.test),
+        "how": "cloze: a sentence with a number (else a name) blanked; the answer is that span",
+        "examples": [asdict(q) for q in dataset.test[:: max(1, len(dataset.test) // 5)][:5]],
+    }
+
+
+def finetune_record(
+    result: FineTuneResult, config: FineTuneConfig, note: str, source: str
+) -> dict[str, Any]:
+    record = asdict(result) | {"config": asdict(config), "trained_on": note, "source": source}
+    return record | {"curve_ends": curve_summary(result)}
 
 
 # Every setting that changes an answer, recorded so a run can be repeated exactly.
@@ -225,7 +354,9 @@ def summarize(rows, held_rows, k: int, seed: int) -> dict[str, Any]:
     kinds: dict[str, list[float]] = defaultdict(list)
     for q, _, s in rows:
         kinds[str(q.kind)].append(s["containment"])
-    summary["containment_by_kind"] = {kind: statistics.fmean(v) for kind, v in kinds.items()}
+    summary["containment_by_kind"] = {
+        kind: asdict(bootstrap(v, seed=seed)) for kind, v in sorted(kinds.items())
+    }
     latencies = sorted(p.seconds for _, p, _ in rows)
     summary["latency_p50_s"] = latencies[len(latencies) // 2] if latencies else None
     summary["latency_p95_s"] = (
@@ -257,7 +388,7 @@ class Experiment:
     held_questions: list[Question]
     settings: Settings
     embedder: Embedder
-    ft: FineTuneConfig
+    tuning: FineTuning
     work: Path
     show_progress: bool = True
 
@@ -265,10 +396,17 @@ class Experiment:
 def new_knowledge(
     e: Experiment, generator: ChatGenerator, tuned: Any, with_rag: bool
 ) -> dict[str, Any]:
-    """Add the held-out documents, time what each system needs, and score it on them."""
+    """Add the held-out documents, time what each system needs, and score it on them.
+
+    The cost per new fact divides that time by the training questions on the new documents
+    (the facts fine-tuning is shown), or by the questions asked when there are none.
+    """
     out: dict[str, Any] = {}
     if not e.held_questions:
         return out
+    train, _ = training_questions(e.dataset, set())
+    new_train = [q for q in train if q.doc_id in e.held]
+    facts = len(new_train) or len(e.held_questions)
     if with_rag:
         full = write_corpus(e.documents, e.work / "base" / "corpus.jsonl")
         report = index_corpus(
@@ -278,19 +416,26 @@ def new_knowledge(
         runner = Retrieval("rag", Pipeline(index, e.embedder, generator, e.settings))
         out["rag"] = {
             "seconds": report.seconds,
+            "seconds_per_fact": report.seconds / facts,
+            "facts": facts,
             "method": "incremental re-index",
             "new_documents": report.new,
             **_accuracy(runner, e.held_questions, "new knowledge (rag)", e.show_progress),
         }
-    if tuned is not None:
+    recipe = e.tuning.recipe
+    if tuned is not None and (recipe == "raft" or (recipe != "cpt" and not new_train)):
+        log.warning("no further fine-tuning for new knowledge: %s has nothing to train on", recipe)
+    elif tuned is not None:
         new_docs = [d for d in e.documents if d.id in e.held]
-        train = [q for q in e.dataset.train if q.doc_id in e.held]
-        examples = examples_for(e.ft.recipe, train, new_docs)
+        training = build_training(e.tuning.recipe, new_train, new_docs)
+        config = replace(e.tuning.config, recipe=e.tuning.recipe)  # type: ignore[arg-type]
+        fit = sample_fit_probe(training.fit_pairs, config.fit_sample, config.seed)
         model, result = fine_tune(
             generator,
-            examples,
-            e.ft,
+            training.examples,
+            config,
             e.work / "finetune-new",
+            fit=fit,
             base=tuned,
             show_progress=e.show_progress,
         )
@@ -298,8 +443,11 @@ def new_knowledge(
         runner = ClosedBook("ft", tuned_more, e.settings.abstain_text)
         out["ft"] = {
             "seconds": result.seconds,
-            "method": "another fine-tuning run"
-            + (" (time from its cached run)" if result.reused else ""),
+            "seconds_per_fact": result.seconds / facts,
+            "facts": facts,
+            "method": f"another fine-tuning run ({result.steps} steps, "
+            + ("converged" if result.converged else f"not converged: {result.stopped}")
+            + ")",
             "examples": result.examples,
             **_accuracy(runner, e.held_questions, "new knowledge (ft)", e.show_progress),
         }
@@ -312,19 +460,19 @@ def _accuracy(runner, questions: list[Question], desc: str, show: bool) -> dict[
     return {"containment": statistics.fmean(values), "questions": len(values)}
 
 
-def compare(results: dict[str, Any], a: str, b: str, seed: int) -> dict[str, Any]:
+def compare(
+    results: dict[str, Any], scores: dict[str, list[dict]], a: str, b: str, seed: int
+) -> dict[str, Any]:
     """Paired difference a - b in containment over the same questions, and a verdict."""
-    systems = results["systems"]
-    if a not in systems or b not in systems:
+    if a not in scores or b not in scores:
         return {}
-    xs = [s["containment"] for s in systems[a]["_scores"]]
-    ys = [s["containment"] for s in systems[b]["_scores"]]
+    xs = [s["containment"] for s in scores[a]]
+    ys = [s["containment"] for s in scores[b]]
     diff = paired_bootstrap(xs, ys, seed=seed)
-    prep = results["prepare"]
     cost = ""
-    if "index" in prep and "finetune" in prep and prep["index"]["seconds"] > 0:
-        ratio = prep["finetune"]["seconds"] / prep["index"]["seconds"]
-        cost = f"; fine-tuning took {ratio:.0f}x the time of building the index"
+    prep_a, prep_b = prep_seconds(results, a), prep_seconds(results, b)
+    if prep_a > 0 and prep_b > 0:
+        cost = f"; preparing {b} took {prep_b / prep_a:.0f}x the time of preparing {a}"
     span = f"95% CI {diff.low:+.1%} to {diff.high:+.1%}"
     if diff.low > 0:
         verdict = f"{a} beats {b}: {diff.mean:+.1%} answer containment ({span}){cost}."
@@ -333,3 +481,59 @@ def compare(results: dict[str, Any], a: str, b: str, seed: int) -> dict[str, Any
     else:
         verdict = f"no clear difference between {a} and {b}: {diff.mean:+.1%} ({span}){cost}."
     return {"a": a, "b": b, "metric": "containment", **asdict(diff), "verdict": verdict}
+
+
+def verdict_by_kind(
+    results: dict[str, Any], scores: dict[str, list[dict]], seed: int
+) -> dict[str, Any]:
+    """For each kind: the best system, and rag against every other system (paired)."""
+    if "rag" not in scores:
+        return {}
+    kinds = sorted({s["kind"] for s in scores["rag"]})
+    out: dict[str, Any] = {}
+    for kind in kinds:
+        rows = [i for i, s in enumerate(scores["rag"]) if s["kind"] == kind]
+        means = {
+            name: statistics.fmean(values[i]["containment"] for i in rows)
+            for name, values in scores.items()
+        }
+        versus = {}
+        for name in scores:
+            if name == "rag":
+                continue
+            diff = paired_bootstrap(
+                [scores["rag"][i]["containment"] for i in rows],
+                [scores[name][i]["containment"] for i in rows],
+                seed=seed,
+            )
+            winner = "rag" if diff.low > 0 else name if diff.high < 0 else "tie"
+            versus[name] = asdict(diff) | {"winner": winner}
+        best = max(means, key=lambda n: (means[n], n == "rag"))
+        beats_rag = [n for n, v in versus.items() if v["winner"] == n]
+        out[kind] = {
+            "questions": len(rows),
+            "containment": means,
+            "best": best,
+            "rag_minus": versus,
+            "beats_rag": beats_rag,
+        }
+    out["_prep_seconds"] = {name: prep_seconds(results, name) for name in scores}
+    out["_statement"] = kind_statement(out)
+    return out
+
+
+def kind_statement(by_kind: dict[str, Any]) -> str:
+    """One plain sentence per kind where a fine-tuned system beats rag, or that none does."""
+    wins = []
+    for kind, v in by_kind.items():
+        if kind.startswith("_"):
+            continue
+        for name in v["beats_rag"]:
+            d = v["rag_minus"][name]
+            wins.append(
+                f"{name} beats rag on {kind} questions by {-d['mean']:.1%} "
+                f"(95% CI {-d['high']:+.1%} to {-d['low']:+.1%})"
+            )
+    if not wins:
+        return "No system beats rag on any kind of question (paired 95% intervals)."
+    return "; ".join(wins) + "."

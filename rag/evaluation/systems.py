@@ -1,16 +1,20 @@
-"""The four systems compared, all on the same base model: closed, rag, ft, ft+rag."""
+"""The systems compared, all on the same base model: closed, naive, rag, ft, ft+rag."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from rag.chain import Pipeline
+from rag.documents import Document
+from rag.embeddings import Embedder
 from rag.evaluation.finetune import CLOSED_BOOK
 from rag.generators import ChatGenerator
 from rag.grounding import says_unknown, tidy_reply
 
-SYSTEMS = ("closed", "rag", "ft", "ft+rag")
+SYSTEMS = ("closed", "naive", "rag", "ft", "ft+rag")
 
 
 @dataclass
@@ -59,4 +63,58 @@ class Retrieval:
             supported=not answer.abstained,
             reason=answer.reason,
             draft=answer.draft,
+        )
+
+
+NAIVE_PROMPT = (
+    "Use the following context to answer the question.\n\nContext:\n{context}\n\n"
+    "Question: {question}\nAnswer:"
+)
+
+
+class Naive:
+    """The plain LangChain path a user builds in ten minutes: 1000-character chunks with 200
+    overlap, FAISS top 3 over the same embedder, a context-first prompt, the same generator,
+    and no abstention logic (no score gate, no name check, no grounding check)."""
+
+    def __init__(
+        self,
+        name: str,
+        documents: list[Document],
+        embedder: Embedder,
+        generator: ChatGenerator,
+        abstain_text: str,
+    ) -> None:
+        import faiss
+        from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+        start = time.perf_counter()
+        splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)
+        self.chunks: list[tuple[str, str]] = [
+            (d.id, piece) for d in documents for piece in splitter.split_text(d.text)
+        ]
+        vectors = embedder.encode([text for _, text in self.chunks])
+        self.index = faiss.IndexFlatIP(embedder.dimension)
+        self.index.add(vectors)
+        self.build_seconds = time.perf_counter() - start
+        self.name, self.embedder, self.generator = name, embedder, generator
+        self.abstain_text = abstain_text
+
+    def answer(self, question_id: str, question: str) -> Prediction:
+        start = time.perf_counter()
+        query = self.embedder.encode([question])
+        _, rows = self.index.search(np.ascontiguousarray(query), min(3, len(self.chunks)))
+        hits = [self.chunks[i] for i in rows[0] if i >= 0]
+        context = "\n\n".join(text for _, text in hits)
+        chat = [
+            {"role": "user", "content": NAIVE_PROMPT.format(context=context, question=question)}
+        ]
+        reply = tidy_reply(self.generator.generate(chat))
+        return Prediction(
+            self.name,
+            question_id,
+            reply,
+            says_unknown(reply, self.abstain_text),  # only when the model itself declines
+            time.perf_counter() - start,
+            retrieved=[doc_id for doc_id, _ in hits],
         )

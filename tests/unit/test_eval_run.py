@@ -1,0 +1,98 @@
+"""`run_evaluation` end to end in seconds: the fake embedder and a tiny random Llama.
+
+The answers are nonsense; what is checked is the experiment's bookkeeping: every system runs
+on the same questions, the fine-tuning runs record their curves, the raft run is trained on the
+chain's prompts, the split and the generated questions are recorded and reported.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rag.config import Settings
+from rag.evaluation.report import write_report
+from rag.evaluation.run import run_evaluation
+from rag.evaluation.systems import SYSTEMS
+from rag.generators.transformers import TransformersGenerator as Generator
+
+from ..evaluation_data import tiny_tuning, write_dataset
+from .test_finetune_tiny_model import TinyGenerator
+
+
+def evaluate(tmp_path: Path, fake_embedder, data: Path, **options):
+    settings = Settings(index_root=tmp_path / "indexes", max_new_tokens=8)
+    tiny = TinyGenerator()
+    generator = Generator(tiny.model, tiny.tokenizer, "tiny", settings)
+    out = tmp_path / "out"
+    run = run_evaluation(
+        data,
+        out,
+        settings,
+        fake_embedder,
+        generator,
+        seed=1,
+        holdout=0.25,
+        show_progress=False,
+        **options,
+    )
+    return run, write_report(out, run)
+
+
+def test_every_system_and_both_fine_tuning_runs(tmp_path: Path, fake_embedder):
+    data = write_dataset(tmp_path / "people")
+    run, paths = evaluate(tmp_path, fake_embedder, data, limit=6, tuning=tiny_tuning())
+    assert [p.name for p in paths][-1] == "curves.png"
+    results = run["results"]
+    assert list(results["systems"]) == list(SYSTEMS)
+    ft, raft = results["prepare"]["ft"], results["prepare"]["ft+rag"]
+    assert ft["config"]["recipe"] == "sft" and raft["config"]["recipe"] == "raft"
+    assert [p["step"] for p in ft["curve"]] == [0, 1, 2]
+    assert ft["converged"] is False and ft["stopped"] == "step budget"
+    assert raft["trained_on"].startswith("3 chain prompts"), "one person is held out"
+    assert raft["test_probe"] == "rag prompt" and ft["test_probe"] == "closed-book"
+    assert results["prepare"]["naive"]["chunks"] == 3
+    assert set(results["verdict_by_kind"]) == {
+        "memorization",
+        "rephrased",
+        "_prep_seconds",
+        "_statement",
+    }
+    nk = results["new_knowledge"]
+    assert nk["ft"]["facts"] == 1 and nk["rag"]["facts"] == 1, "one train pair per person"
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "**no** (step budget)" in report
+    assert results["verdict_by_kind"]["_statement"] in report
+
+
+def test_ft_rag_can_share_the_ft_model(tmp_path: Path, fake_embedder):
+    data = write_dataset(tmp_path / "people")
+    tuning = tiny_tuning()
+    tuning = type(tuning)(tuning.config, "sft", None, 4)
+    run, _ = evaluate(
+        tmp_path, fake_embedder, data, limit=6, tuning=tuning, systems=("rag", "ft", "ft+rag")
+    )
+    prepare = run["results"]["prepare"]
+    assert prepare["ft+rag"]["shared_with"] == "ft"
+    assert run["results"]["setup"]["fine_tuning"]["ft+rag"] == "sft (the ft model)"
+
+
+def test_a_corpus_only_folder_on_the_report_split(tmp_path: Path, fake_embedder):
+    data = write_dataset(tmp_path / "people")
+    (data / "test.jsonl").unlink()
+    (data / "train.jsonl").unlink()
+    run, _ = evaluate(
+        tmp_path,
+        fake_embedder,
+        data,
+        systems=("closed", "rag", "ft"),
+        split="report",
+        tuning=tiny_tuning(),
+    )
+    setup = run["results"]["setup"]
+    assert setup["generated_questions"]["count"] == 8
+    assert setup["split"] == "report" and setup["questions_in_split"] == 6, "p2, p3, p4"
+    assert "generated cloze" in setup["fine_tuning"]["training_questions"]
+    predictions = [json.loads(x) for x in (tmp_path / "out" / "predictions.jsonl").open()]
+    assert {p["question_id"].split("-")[1] for p in predictions} <= {"p2", "p3", "p4"}
+    assert "8 questions were generated" in (tmp_path / "out" / "report.md").read_text()
