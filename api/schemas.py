@@ -190,7 +190,10 @@ class ChatRequest(BaseModel):
         json_schema_extra={
             "contains": {
                 "type": "object",
-                "properties": {"role": {"const": "user"}, "content": {"pattern": NOT_BLANK}},
+                "properties": {
+                    "role": {"const": "user"},
+                    "content": {"type": "string", "pattern": NOT_BLANK},
+                },
                 "required": ["role", "content"],
             }
         },
@@ -235,21 +238,29 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
-class OpenAIErrorBody(BaseModel):
-    message: str
-    type: str
-    param: str | None
-    code: str | None
-
-
-class OpenAIError(BaseModel):
-    """OpenAI's error shape, used on /v1/*; the other routes answer problem documents."""
-
-    error: OpenAIErrorBody
+NULLABLE_STRING = {"anyOf": [{"type": "string"}, {"type": "null"}]}
+# OpenAI's error shape, used on /v1/* (the other routes answer problem documents). Written out:
+# a pydantic model's nested $defs reference would no longer resolve inside a response.
+OPENAI_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": NULLABLE_STRING,
+                "code": NULLABLE_STRING,
+            },
+        }
+    },
+}
 
 
 def openai_error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    schema = OpenAIError.model_json_schema()
+    schema = OPENAI_ERROR_SCHEMA
     return {
         code: {
             "description": HTTPStatus(code).phrase,
