@@ -78,8 +78,8 @@ def served_model(body: ChatRequest, service: ServiceState) -> str:
 
 
 def count_tokens(pipeline: Pipeline, text: str) -> int:
-    tokenizer = pipeline.generator.tokenizer if pipeline.generator else None
-    return len(tokenizer(text)["input_ids"]) if tokenizer else 0
+    generator = pipeline.generator
+    return generator.count_text_tokens(text) if generator else 0
 
 
 def finish_reason(counted: dict[str, Any] | None) -> str:
