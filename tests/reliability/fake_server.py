@@ -53,7 +53,7 @@ class WordTokenizer:
     def decode(self, ids, skip_special_tokens: bool = True, **_) -> str:
         return "".join(self.words[i] for i in ids if i)
 
-    def __call__(self, text: str) -> dict[str, list[int]]:
+    def __call__(self, text: str, **_) -> dict[str, list[int]]:
         return {"input_ids": self.encode(text)}
 
     def apply_chat_template(self, messages, **_) -> dict[str, torch.Tensor]:

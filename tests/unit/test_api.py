@@ -330,3 +330,22 @@ def test_abandoned_stream_frees_its_slot(client: TestClient) -> None:
         time.sleep(0.05)
     assert service.queue.active == 0
     assert client.post("/ask", json=ASK).status_code == 200
+
+
+class CutShortGenerator(FakeGenerator):
+    """Runs out of new tokens: what `max_tokens` too small does to a real model."""
+
+    def complete(self, messages, **options):
+        from rag.generators import Generation
+
+        text = self.generate(messages, **options)
+        return Generation(text, self.count_tokens(messages), 2, "length")
+
+
+def test_chat_reports_a_cut_answer_and_the_whole_prompts_tokens(setup) -> None:
+    with make_client(setup, generator=CutShortGenerator()) as client:
+        body = {"messages": [{"role": "user", "content": ASK["question"]}], "max_tokens": 2}
+        reply = client.post("/v1/chat/completions", json=body).json()
+    assert reply["choices"][0]["finish_reason"] == "length"
+    question_tokens = len(ASK["question"].split())
+    assert reply["usage"]["prompt_tokens"] > question_tokens, "the passages count too"
