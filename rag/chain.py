@@ -21,7 +21,7 @@ from rag.embeddings import Embedder
 from rag.errors import InputError
 from rag.evidence import quote
 from rag.focus import Sentence, focus_passages, rank_sentences
-from rag.generators import ChatGenerator
+from rag.generators import ChatGenerator, to_chat
 from rag.grounding import (
     adds_nothing,
     cited_numbers,
@@ -37,7 +37,6 @@ from rag.retrieval import IndexRetriever, Passage, retrieve
 from rag.store import Index
 
 SNIPPET_CHARS = 240
-ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 
 
 @dataclass
@@ -156,6 +155,20 @@ class Pipeline:
 
     # -- the steps -------------------------------------------------------------------------
 
+    def _start(
+        self,
+        question: str,
+        k: int | None = None,
+        mode: RetrievalMode | None = None,
+        where: dict[str, str] | None = None,
+    ) -> Turn:
+        """A checked question with its passages retrieved and reranked: what every entry needs."""
+        s = self.settings
+        turn = Turn(check_question(question, s), k or s.k, mode or s.retrieval_mode, where)
+        self._retrieve(turn)
+        self._rerank(turn)
+        return turn
+
     def _retrieve(self, turn: Turn) -> None:
         s = self.settings
         start = time.perf_counter()
@@ -223,7 +236,7 @@ class Pipeline:
                 "hint": answer_hint(turn.question),
             }
         ).to_messages()
-        turn.messages = [{"role": ROLES[m.type], "content": str(m.content)} for m in messages]
+        turn.messages = to_chat(messages)
 
     def _generate(self, turn: Turn, stream: bool, generation: dict[str, Any]) -> Iterator[str]:
         """The model's draft; pieces are yielded as they come when `stream` is set."""
@@ -299,10 +312,7 @@ class Pipeline:
         then `answer` (an Answer). `generation` may hold max_new_tokens, temperature and
         max_time (seconds, waiting included; past it GenerationTimeout is raised)."""
         started = time.perf_counter()
-        s = self.settings
-        turn = Turn(check_question(question, s), k or s.k, mode or s.retrieval_mode, where)
-        self._retrieve(turn)
-        self._rerank(turn)
+        turn = self._start(question, k, mode, where)
         yield {"event": "sources", "data": make_sources(turn.passages, [])}
         self._gate(turn)
         if turn.refusal is None:
@@ -382,10 +392,7 @@ class Pipeline:
 
         Retrieval-aware fine-tuning (RAFT) trains on exactly this prompt.
         """
-        s = self.settings
-        turn = Turn(check_question(question, s), s.k, s.retrieval_mode)
-        self._retrieve(turn)
-        self._rerank(turn)
+        turn = self._start(question)
         self._gate(turn)
         if turn.refusal is not None:
             return None
@@ -423,11 +430,7 @@ class Pipeline:
         where: dict[str, str] | None = None,
     ) -> list[Source]:
         """Retrieval only: no generation, no waiting on the generator."""
-        s = self.settings
-        turn = Turn(check_question(question, s), k or s.k, mode or s.retrieval_mode, where)
-        self._retrieve(turn)
-        self._rerank(turn)
-        return make_sources(turn.passages, [])
+        return make_sources(self._start(question, k, mode, where).passages, [])
 
     def _generator(self) -> ChatGenerator:
         if self.generator is None:
