@@ -51,7 +51,7 @@ def main() -> None:
         fit = sample_fit_probe(training.fit_pairs, config.fit_sample, config.seed)
         with tempfile.TemporaryDirectory() as cache:
             _, result = fine_tune(
-                generator, training.examples, config, Path(cache), fit=fit, show_progress=False
+                generator, training.examples, config, Path(cache), fit=fit, show_progress=True
             )
         curve = [
             (p.step, round(p.seconds), p.loss and round(p.loss, 3), p.fit) for p in result.curve

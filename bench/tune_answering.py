@@ -55,6 +55,11 @@ def main() -> None:
     parser.add_argument("--held", type=float, default=0.2, help="share of the half's documents")
     parser.add_argument("--work", type=Path, default=Path("/tmp/tune-answering"))
     parser.add_argument("--set", action="append", default=[], help="name=value,... a variant")
+    parser.add_argument(
+        "--gate-only",
+        action="store_true",
+        help="score only the retrieval gate, on every question of the half: no generation",
+    )
     args = parser.parse_args()
 
     dataset = load_dataset(args.data)
@@ -65,11 +70,23 @@ def main() -> None:
     )
     asked = sorted({q.doc_id for q in dataset.test if q.doc_id in mine})
     held = set(rng.sample(asked, max(1, round(args.held * len(asked)))))
-    main_q = [q for q in dataset.test if q.doc_id in mine and q.doc_id not in held]
+    held_words = {w for d in corpus if d["id"] in held for w in d["title"].split()}
+    main_q = [
+        q
+        for q in dataset.test
+        if (q.doc_id in mine and q.doc_id not in held)
+        # questions on two documents (comparisons) fall in a half by their own id
+        or (
+            q.doc_id is None
+            and split_of(q) == args.split
+            and not held_words & set(q.question.split())
+        )
+    ]
     held_q = [q for q in dataset.test if q.doc_id in held]
     rng.shuffle(main_q)
     rng.shuffle(held_q)
-    main_q, held_q = main_q[: args.questions], held_q[: max(10, args.questions // 3)]
+    if not args.gate_only:
+        main_q, held_q = main_q[: args.questions], held_q[: max(10, args.questions // 3)]
 
     work = args.work / f"{dataset.name}-{args.split}"
     work.mkdir(parents=True, exist_ok=True)
@@ -78,10 +95,13 @@ def main() -> None:
     corpus_file.write_text("".join(json.dumps(d) + "\n" for d in corpus if d["id"] not in held))
     embedder = load_embedder(base)
     index_corpus(corpus_file, "tune", base, embedder=embedder, show_progress=False)
-    generator = CachedGenerator(load_generator(base), work / "drafts.json")
     index = load_index(base.index_root, "tune")
-
     variants = [{}] + [dict(kv.split("=") for kv in v.split(",")) for v in args.set]
+    if args.gate_only:
+        gate_report(index, embedder, base, variants, main_q, held_q)
+        return
+    generator = CachedGenerator(load_generator(base), work / "drafts.json")
+
     print(
         f"{dataset.name} {args.split} half: {len(main_q)} questions, {len(held_q)} on "
         f"{len(held)} documents removed from the index"
@@ -107,6 +127,30 @@ def main() -> None:
             f"{statistics.fmean(a.abstained for _, a in rows):.1%}, held-out refused "
             f"{statistics.fmean(a.abstained for a in held_rows):.1%}, quoted "
             f"{statistics.fmean(a.quoted for _, a in rows):.1%}, bad {len(bad)}"
+        )
+
+
+def refused(pipeline: Pipeline, question: str) -> bool:
+    """Whether the gate refuses the question before any generation."""
+    turn = pipeline._start(question)
+    pipeline._gate(turn)
+    return turn.refusal is not None
+
+
+def gate_report(index, embedder, base: Settings, variants, main_q, held_q) -> None:
+    """Refusals of the retrieval gate alone, by kind: what a gate setting costs and buys."""
+    print(f"gate only: {len(main_q)} answerable questions, {len(held_q)} on removed documents")
+    for variant in variants:
+        pipeline = Pipeline(index, embedder, None, Settings(index_root=base.index_root, **variant))
+        by_kind: dict[str, list[bool]] = {}
+        for q in main_q:
+            by_kind.setdefault(q.kind, []).append(refused(pipeline, q.question))
+        everything = [r for v in by_kind.values() for r in v]
+        held = [refused(pipeline, q.question) for q in held_q]
+        kinds = ", ".join(f"{k} {statistics.fmean(v):.0%}" for k, v in sorted(by_kind.items()))
+        print(
+            f"{variant or 'defaults'}: answerable refused {statistics.fmean(everything):.1%} "
+            f"({kinds}); removed-document refused {statistics.fmean(held) if held else 0:.1%}"
         )
 
 

@@ -26,6 +26,7 @@ from rag.grounding import (
     adds_nothing,
     cited_numbers,
     has_content,
+    pinned_names,
     says_unknown,
     support,
     tidy_reply,
@@ -199,7 +200,9 @@ class Pipeline:
 
         Relevance is judged on the passages (dense similarity, the names asked about) and on
         their best sentence: a question about a document missing from the index still finds
-        passages on its topic, but rarely a sentence that matches it closely.
+        passages on its topic, but rarely a sentence that matches it closely. A question whose
+        names are all found, at least one of them only in these passages, needs no close
+        sentence (grounding.pinned_names): comparisons span two passages.
         """
         s, passages = self.settings, turn.passages
         if max((p.similarity for p in passages), default=0.0) < s.min_score:
@@ -211,7 +214,11 @@ class Pipeline:
                 turn.question, passages, self.embedder, s.focus_lexical_weight, turn.vector
             )
             best = turn.ranked[0].score if turn.ranked else 0.0
-            if best < s.min_sentence_score:
+            if best < s.min_sentence_score and not (
+                s.pinned_names_pass
+                and s.check_names
+                and pinned_names(turn.question, passages, self.index)
+            ):
                 turn.refusal = f"no sentence matched the question closely ({best:.2f})"
 
     def _focus(self, turn: Turn) -> list[tuple[int, Passage]]:

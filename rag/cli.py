@@ -291,7 +291,7 @@ def eval_command(
     rag_recipe: Annotated[
         str, typer.Option(help="ft+rag's recipe: raft, sft, sft-para, cpt, or 'same' (ft's model)")
     ] = "raft",
-    method: Annotated[str, typer.Option(help="lora or full")] = "lora",
+    method: Annotated[str, typer.Option(help="full or lora")] = "full",
     target: Annotated[
         float, typer.Option(help="fit on own training questions that counts as converged")
     ] = 0.95,
@@ -302,7 +302,7 @@ def eval_command(
     check_every: Annotated[int, typer.Option(help="steps between fit checks")] = 25,
     lora_rank: Annotated[int, typer.Option(help="LoRA rank (alpha = 2 x rank)")] = 32,
     learning_rate: Annotated[
-        float | None, typer.Option(help="default 4e-4 for LoRA, 5e-5 for full")
+        float | None, typer.Option(help="default 3e-4 for full, 4e-4 for LoRA")
     ] = None,
     retrain: Annotated[bool, typer.Option(help="ignore saved fine-tuned weights")] = False,
 ) -> None:

@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     abstain_text: str = "I don't know."
     # Sentence selection before generation (rag/focus.py); 0 shows the model whole passages.
     check_names: bool = Field(True, description="abstain when no passage names what is asked")
+    pinned_names_pass: bool = Field(
+        True, description="a name only the passages mention lets a question past the sentence gate"
+    )
     focus_sentences: int = Field(1, ge=0, description="best-matching sentences shown to the model")
     focus_window: int = Field(0, ge=0, description="neighbouring sentences kept around each")
     focus_lexical_weight: float = Field(0.5, ge=0, description="bonus for sharing question words")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from rag.retrieval import Passage, query_terms
+
+if TYPE_CHECKING:
+    from rag.store import Index
 
 ABSTAIN_PATTERNS = re.compile(
     r"\b(i do not know|i don't know|i dont know|not (?:mentioned|stated|provided|given) in|"
@@ -102,6 +106,24 @@ def unmentioned_names(question: str, passages: list[Passage]) -> list[str]:
         if not any(w.startswith(first) or (len(w) > 3 and first.startswith(w)) for w in seen):
             missing.append(name)
     return missing
+
+
+def pinned_names(question: str, passages: list[Passage], index: Index) -> list[str]:
+    """Names in the question that every chunk of the index mentioning them is among `passages`.
+
+    Such a name is something the index knows only from these passages (a person, a product, a
+    place): retrieval has all there is about it, so the passages are on topic even when no
+    single sentence matches a question that spans two of them ("Is A taller than B?"). A name
+    common across the index (COVID-19 in a COVID corpus) pins nothing.
+    """
+    held = {p.chunk_id for p in passages}
+    pinned = []
+    for name in names_in(question):
+        terms = re.findall(r"\w+", name.lower())
+        found = index.lexical_search(terms[:1], len(held) + 1) if terms else []
+        if found and {chunk for chunk, _ in found} <= held:
+            pinned.append(name)
+    return pinned
 
 
 def cited_numbers(reply: str, passages: list[Passage]) -> list[int]:

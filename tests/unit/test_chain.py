@@ -92,12 +92,27 @@ def test_i_dont_know_is_kept_when_quoting_it_is_switched_off(pipeline_for) -> No
 
 
 def test_the_gate_refuses_without_generating(pipeline_for) -> None:
-    pipeline = pipeline_for("Beta station keeps seventeen goats [1].", min_sentence_score=5.0)
+    pipeline = pipeline_for(
+        "Beta station keeps seventeen goats [1].", min_sentence_score=5.0, pinned_names_pass=False
+    )
     answer = pipeline.ask(QUESTION)
     assert answer.abstained and answer.answer == "I don't know."
     assert "no sentence matched" in answer.reason
     assert pipeline.generator.chats == [], "nothing relevant: the model is never asked"
     assert pipeline.prompt_messages(QUESTION) is None
+
+
+def test_a_name_only_the_passages_hold_lets_a_comparison_past_the_sentence_gate(
+    pipeline_for,
+) -> None:
+    question = "Does Gamma tower have more goats than Beta station?"  # two documents, no sentence
+    strict = pipeline_for("No [1].", min_sentence_score=5.0, k=4)
+    assert strict.ask(question).answer != "I don't know.", "Gamma and Beta: each in one chunk"
+    assert not strict.ask(question).abstained
+    off = pipeline_for("No [1].", min_sentence_score=5.0, k=4, pinned_names_pass=False)
+    assert off.ask(question).abstained, "without the rule the sentence gate refuses"
+    one = pipeline_for("No [1].", min_sentence_score=5.0, k=1)
+    assert one.ask(question).abstained, "with one passage, a name's other chunk is missing"
 
 
 def test_the_question_is_embedded_once_and_streaming_gives_the_same_answer(

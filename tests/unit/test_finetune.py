@@ -59,12 +59,13 @@ class LearningModel(torch.nn.Module):
         self.weight = torch.nn.Parameter(torch.zeros(1))
         self.book, self.pace, self.steps = list(book.items()), pace, 0
 
-    def forward(self, input_ids, attention_mask, labels):
+    def forward(self, input_ids, attention_mask, position_ids=None, logits_to_keep=0):
         if self.training:
             self.steps += 1
+        keep = logits_to_keep or input_ids.shape[1]
 
-        class Out:
-            loss = ((self.weight - 1) ** 2).sum()
+        class Out:  # flat logits over a byte vocabulary, differentiable in `weight`
+            logits = torch.zeros(input_ids.shape[0], keep, 512) + self.weight
 
         return Out()
 

@@ -119,3 +119,26 @@ def test_lora_adapts_the_attention_and_the_mlp_projections():
     adapted = _prepare(TinyGenerator().model, settings("lora"))
     names = {n.split(".")[-4] for n, _ in adapted.named_parameters() if "lora_A" in n}
     assert names == set(LORA_TARGETS)
+
+
+def test_the_loss_over_learned_tokens_equals_the_full_logits_loss(tiny: TinyGenerator) -> None:
+    from rag.evaluation.finetune import batch_loss, encode
+
+    config = FineTuneConfig()
+    batch = [
+        encode(tiny.tokenizer, closed_book(q), a, config)[0]
+        for q, a in [*PAIRS, ("Who is the longest named person of all?", "Dorothea")]
+    ]
+    batch.append(encode(tiny.tokenizer, None, "Bare text is learned everywhere.", config)[0])
+    pad = tiny.tokenizer.pad_token_id
+    width = max(len(x) for x, _ in batch)
+    ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in batch])
+    labels = torch.tensor([y + [-100] * (width - len(y)) for _, y in batch])
+    mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in batch])
+    with torch.no_grad():
+        full = tiny.model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        mine = batch_loss(tiny.model, batch, pad)
+        replies = batch_loss(tiny.model, batch[:4], pad)  # replies only: few logits kept
+        reference = tiny.model(input_ids=ids[:4], attention_mask=mask[:4], labels=labels[:4]).loss
+    assert float(mine) == pytest.approx(float(full), rel=1e-5)
+    assert float(replies) == pytest.approx(float(reference), rel=1e-5)
