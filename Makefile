@@ -49,7 +49,7 @@ browser:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 test: lint browser
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests --durations=25
 
 serve: install
 	$(BIN)/rag serve --index python-reference
