@@ -141,7 +141,8 @@ def run_evaluation(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    asked = sorted({q.doc_id for q in dataset.test if q.doc_id})
+    # held out from the scored half, so that refusals are measured where the scores are
+    asked = sorted({q.doc_id for q in scored if q.doc_id})
     held = set(rng.sample(asked, min(len(asked), max(1, round(holdout * len(documents))))))
     questions, held_questions = pick_questions(scored, held, limit, seed)
     base_docs = [d for d in documents if d.id not in held]
@@ -337,7 +338,12 @@ ANSWERING_SETTINGS = {
     "candidates",
     "min_score",
     "min_support",
+    "min_sentence_score",
     "check_names",
+    "pinned_names_pass",
+    "quote_sentences",
+    "quote_when_unknown",
+    "reranker",
     "focus_sentences",
     "focus_window",
     "focus_lexical_weight",

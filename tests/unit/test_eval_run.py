@@ -95,4 +95,7 @@ def test_a_corpus_only_folder_on_the_report_split(tmp_path: Path, fake_embedder)
     assert "generated cloze" in setup["fine_tuning"]["training_questions"]
     predictions = [json.loads(x) for x in (tmp_path / "out" / "predictions.jsonl").open()]
     assert {p["question_id"].split("-")[1] for p in predictions} <= {"p2", "p3", "p4"}
+    held = setup["held_out_documents"]
+    assert held and set(held) <= {"p2", "p3", "p4"}, "refusals measured on the scored half"
+    assert setup["held_out_questions"] > 0
     assert "8 questions were generated" in (tmp_path / "out" / "report.md").read_text()
