@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import random
+import re
 import statistics
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def main() -> None:
         or (
             q.doc_id is None
             and split_of(q) == args.split
-            and not held_words & set(q.question.split())
+            and not held_words & set(re.findall(r"\w+", q.question))
         )
     ]
     held_q = [q for q in dataset.test if q.doc_id in held]
@@ -130,13 +131,6 @@ def main() -> None:
         )
 
 
-def refused(pipeline: Pipeline, question: str) -> bool:
-    """Whether the gate refuses the question before any generation."""
-    turn = pipeline._start(question)
-    pipeline._gate(turn)
-    return turn.refusal is not None
-
-
 def gate_report(index, embedder, base: Settings, variants, main_q, held_q) -> None:
     """Refusals of the retrieval gate alone, by kind: what a gate setting costs and buys."""
     print(f"gate only: {len(main_q)} answerable questions, {len(held_q)} on removed documents")
@@ -144,9 +138,9 @@ def gate_report(index, embedder, base: Settings, variants, main_q, held_q) -> No
         pipeline = Pipeline(index, embedder, None, Settings(index_root=base.index_root, **variant))
         by_kind: dict[str, list[bool]] = {}
         for q in main_q:
-            by_kind.setdefault(q.kind, []).append(refused(pipeline, q.question))
+            by_kind.setdefault(q.kind, []).append(pipeline.prompt_messages(q.question) is None)
         everything = [r for v in by_kind.values() for r in v]
-        held = [refused(pipeline, q.question) for q in held_q]
+        held = [pipeline.prompt_messages(q.question) is None for q in held_q]
         kinds = ", ".join(f"{k} {statistics.fmean(v):.0%}" for k, v in sorted(by_kind.items()))
         print(
             f"{variant or 'defaults'}: answerable refused {statistics.fmean(everything):.1%} "
