@@ -60,13 +60,19 @@ def run(quick: bool) -> dict:
         load_generator(Settings(generator_cache=True, cache_dir=cache))
 
     gain = ratio(plain, cached)
+    # Ready = models and index loaded: the wall time less the answer's own (its timings).
+    ready = cached - cached_answer["timings"]["total_ms"] / 1000
+    ready_cold = filling - cached_answer["timings"]["total_ms"] / 1000
     targets = [
-        Target("start-up to first answer: no cache / cache", gain, "> 1 (reported)", gain > 1)
+        Target("start-up to first answer: no cache / cache", gain, "> 1 (reported)", gain > 1),
+        Target("fresh `rag ask` ready, cache in place (s)", ready, "< 10 (issue 13)", ready < 10),
     ]
     figures = [
         f"process start to first answer (rag ask, sample index): no cache {plain:.1f} s; "
         f"first start writing the cache {filling:.1f} s; with the cache {cached:.1f} s "
         f"({gain:.2f}x faster); same answer: {answer['answer']!r}",
+        f"ready to answer (wall less the answer's own {cached_answer['timings']['total_ms']:.0f} "
+        f"ms): {ready:.1f} s with the cache, about {ready_cold:.1f} s on the start that fills it",
         f"generator load alone: from GGUF (dequantizing) {from_gguf():.1f} s, from the "
         f"safetensors cache {from_cache():.1f} s ({ratio(from_gguf(), from_cache()):.1f}x)",
     ]
@@ -75,6 +81,7 @@ def run(quick: bool) -> dict:
             "first_answer_no_cache": round(plain, 2),
             "first_answer_writing_cache": round(filling, 2),
             "first_answer_cached": round(cached, 2),
+            "ready_cached": round(ready, 2),
             "generator_load_gguf": round(from_gguf(), 2),
             "generator_load_cached": round(from_cache(), 2),
         },

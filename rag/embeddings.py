@@ -1,78 +1,165 @@
-"""The sentence-transformers embedder, loaded once and shared by indexing and retrieval."""
+"""The embedder, loaded once and shared by indexing and retrieval.
+
+Models laid out as sentence-transformers' mean-pooled, normalised encoders (the packaged
+all-MiniLM-L6-v2 among them) run on plain transformers: importing sentence-transformers costs a
+fresh `rag ask` about two seconds (it pulls in scikit-learn and SciPy) for vectors the same to
+~1e-7. Any other layout loads through sentence-transformers.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from rag.config import PACKAGED_EMBEDDER, Settings
 from rag.errors import ModelLoadError
+from rag.progress import bar
 
 log = logging.getLogger(__name__)
 
 PACKAGED_EMBEDDER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+MEAN_POOLED_MODULES = [
+    ("sentence_transformers.models.Transformer", ""),
+    ("sentence_transformers.models.Pooling", "1_Pooling"),
+    ("sentence_transformers.models.Normalize", "2_Normalize"),
+]
+
+
+class Encoder(Protocol):
+    """What the embedder needs of a model: its tokenizer (the chunker counts with it) and
+    normalised vectors for texts."""
+
+    tokenizer: Any
+    max_seq_length: int
+    dimension: int
+
+    def encode(self, texts: list[str], batch_size: int, progress: bool) -> np.ndarray: ...
 
 
 class Embedder(Embeddings):
     """Normalised float32 vectors, so inner product is cosine similarity."""
 
-    def __init__(self, model, name: str, batch_size: int = 64, compiled=None) -> None:
+    def __init__(self, model: Encoder, name: str, batch_size: int = 64, compiled=None) -> None:
         self.model = model
         self.name = name
         self.batch_size = batch_size
         self.compiled = compiled  # an OpenVINO model of encoder + pooling, when opted in
-        dimension = getattr(model, "get_embedding_dimension", None)
-        dimension = dimension or model.get_sentence_embedding_dimension
-        self.dimension = int(dimension())
+        self.dimension = int(model.dimension)
         self.max_seq_length = int(model.max_seq_length)
         self.tokenizer = model.tokenizer
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        """Embed texts in batches (sentence-transformers sorts them by length)."""
+        """Embed texts in batches, longest first, so padding stays small."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if self.compiled is not None:
             return self._encode_compiled(list(texts))
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=progress,
-        )
+        vectors = self.model.encode(list(texts), self.batch_size, progress)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def _encode_compiled(self, texts: list[str]) -> np.ndarray:
-        """Longest first, in batches, like sentence-transformers, so padding stays small."""
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
         request = self.compiled.create_infer_request()
-        for start in range(0, len(texts), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            batch = self.tokenizer(
-                [texts[i] for i in rows],
+
+        def run(batch: dict[str, np.ndarray]) -> np.ndarray:
+            return request.infer({n: batch[n].astype(np.int64) for n in ENCODER_INPUTS})[0]
+
+        return by_length(texts, self.dimension, self.batch_size, self._tokenize_np, run)
+
+    def _tokenize_np(self, texts: list[str]) -> dict[str, np.ndarray]:
+        return dict(
+            self.tokenizer(
+                texts,
                 padding=True,
                 truncation=True,
                 max_length=self.max_seq_length,
                 return_tensors="np",
             )
-            inputs = {name: batch[name].astype(np.int64) for name in ENCODER_INPUTS}
-            out[rows] = request.infer(inputs)[0]
-        return out
+        )
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self.encode(texts).tolist()
 
     def embed_query(self, text: str) -> list[float]:
         return self.encode([text])[0].tolist()
+
+
+def by_length(texts: list[str], dimension: int, batch_size: int, tokenize, run, progress=False):
+    """Encode longest first in batches (as sentence-transformers does) and restore the order."""
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    out = np.empty((len(texts), dimension), dtype=np.float32)
+    with bar(len(texts), desc="embedding", unit="text", show=progress) as shown:
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            out[rows] = run(tokenize([texts[i] for i in rows]))
+            shown.update(len(rows))
+    return out
+
+
+class MeanPooledEncoder:
+    """A BERT-like encoder, the mean over real tokens, then L2 normalisation, on transformers."""
+
+    def __init__(self, location: str, max_seq_length: int) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(location)
+        bert = AutoModel.from_pretrained(location)
+        self.module = _pooled_encoder_class()(bert).eval()
+        self.max_seq_length = max_seq_length
+        self.dimension = int(bert.config.hidden_size)
+
+    def encode(self, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
+        import torch
+
+        def tokenize(batch: list[str]):
+            return self.tokenizer(
+                batch,
+                padding=True,
+                truncation=True,
+                max_length=self.max_seq_length,
+                return_tensors="pt",
+            )
+
+        def run(inputs) -> np.ndarray:
+            with torch.inference_mode():
+                return self.module(**{n: inputs[n] for n in self.input_names(inputs)}).numpy()
+
+        return by_length(texts, self.dimension, batch_size, tokenize, run, progress)
+
+    @staticmethod
+    def input_names(inputs) -> list[str]:
+        return [n for n in ENCODER_INPUTS if n in inputs]
+
+
+class SentenceTransformerEncoder:
+    """Any other sentence-transformers model, through sentence-transformers itself."""
+
+    def __init__(self, location: str) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(location, device="cpu")
+        self.tokenizer = self.model.tokenizer
+        self.max_seq_length = int(self.model.max_seq_length)
+        dimension = getattr(self.model, "get_embedding_dimension", None)
+        self.dimension = int((dimension or self.model.get_sentence_embedding_dimension)())
+
+    def encode(self, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
+        return self.model.encode(
+            texts,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
+        )
 
 
 def resolve_embedder(spec: str) -> tuple[str, str]:
@@ -90,18 +177,41 @@ def resolve_embedder(spec: str) -> tuple[str, str]:
     return (path.name if path.exists() else spec), (str(path) if path.exists() else spec)
 
 
+def mean_pooled_length(location: str) -> int | None:
+    """The max sequence length of a local sentence-transformers folder that is exactly a
+    transformer, mean pooling and normalisation with no lower-casing; None for anything else."""
+    root = Path(location)
+    try:
+        modules = json.loads((root / "modules.json").read_text())
+        pooling = json.loads((root / "1_Pooling" / "config.json").read_text())
+        config = json.loads((root / "sentence_bert_config.json").read_text())
+        layout = [(m["type"], m["path"]) for m in modules]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    modes = {k: v for k, v in pooling.items() if k.startswith("pooling_mode_")}
+    chosen = [mode for mode, on in modes.items() if on]
+    only_mean = chosen == ["pooling_mode_mean_tokens"]
+    plain = not config.get("do_lower_case") and isinstance(config.get("max_seq_length"), int)
+    if layout != MEAN_POOLED_MODULES or not only_mean or not plain:
+        return None
+    return int(config["max_seq_length"])
+
+
 def load_embedder(settings: Settings) -> Embedder:
     """Load the configured embedder on the CPU; offline unless the user points at a hub id."""
-    from sentence_transformers import SentenceTransformer
-
     name, location = resolve_embedder(settings.embedder)
     if Path(location).exists():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    length = mean_pooled_length(location)
     try:
-        model = SentenceTransformer(location, device="cpu")
+        model = (
+            MeanPooledEncoder(location, length)
+            if length is not None
+            else SentenceTransformerEncoder(location)
+        )
     except Exception as exc:  # many loader failures; all mean the same to a user
         raise ModelLoadError(f"could not load embedder {settings.embedder!r}: {exc}") from exc
-    log.info("loaded embedder %s", name)
+    log.info("loaded embedder %s (%s)", name, type(model).__name__)
     compiled = None
     if settings.embed_backend == "openvino":
         compiled = compile_openvino(model, location, settings)
@@ -138,11 +248,9 @@ def compile_openvino(model, location: str, settings: Settings):
         raise ModelLoadError(f"could not load the OpenVINO embedder {path}: {exc}") from exc
 
 
-def _is_mean_pooled_bert(model) -> bool:
-    names = [type(module).__name__ for module in model]
-    pooling = getattr(model[1], "pooling_mode", None) if len(names) > 1 else None
+def _is_mean_pooled_bert(model: Encoder) -> bool:
     has_types = "token_type_ids" in getattr(model.tokenizer, "model_input_names", [])
-    return names == ["Transformer", "Pooling", "Normalize"] and pooling == "mean" and has_types
+    return isinstance(model, MeanPooledEncoder) and has_types
 
 
 def _weights_key(location: str, *versions: str) -> str:
@@ -155,11 +263,11 @@ def _weights_key(location: str, *versions: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def _convert_openvino(model, path: Path) -> None:
+def _convert_openvino(model: MeanPooledEncoder, path: Path) -> None:
     import openvino as ov
     import torch
 
-    encoder = _pooled_encoder_class()(model[0].auto_model).eval()
+    encoder = model.module
     example = dict(
         model.tokenizer(["an example", "a longer example text"], padding=True, return_tensors="pt")
     )
@@ -186,7 +294,7 @@ def _pooled_encoder_class():
             super().__init__()
             self.bert = bert
 
-        def forward(self, input_ids, attention_mask, token_type_ids):
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
             hidden = self.bert(
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
             ).last_hidden_state

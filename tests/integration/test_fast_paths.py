@@ -17,6 +17,31 @@ TEXTS = [
 ]
 
 
+def test_plain_transformers_vectors_equal_sentence_transformers(settings, embedder):
+    """The packaged embedder skips importing sentence-transformers; its vectors must not move."""
+    from sentence_transformers import SentenceTransformer
+
+    from rag.embeddings import MeanPooledEncoder, resolve_embedder
+
+    assert isinstance(embedder.model, MeanPooledEncoder)
+    texts = [*TEXTS, "  padded with spaces  ", "long " * 400]  # the last one is truncated
+    reference = SentenceTransformer(resolve_embedder(settings.embedder)[1], device="cpu")
+    exact = reference.encode(texts, batch_size=3, normalize_embeddings=True)
+    got = embedder.encode(texts)
+    assert got.shape == exact.shape and got.dtype == np.float32
+    assert np.abs(got - exact).max() < 1e-5
+    assert embedder.max_seq_length == reference.max_seq_length
+    assert embedder.tokenizer("a b")["input_ids"] == reference.tokenizer("a b")["input_ids"]
+
+
+def test_a_layout_other_than_mean_pooling_loads_through_sentence_transformers(tmp_path):
+    from rag.embeddings import mean_pooled_length
+
+    assert mean_pooled_length(str(tmp_path)) is None  # no modules.json
+    (tmp_path / "modules.json").write_text("not json")
+    assert mean_pooled_length(str(tmp_path)) is None
+
+
 def test_openvino_vectors_match_the_exact_ones(settings, embedder, tmp_path):
     pytest.importorskip("openvino")
     fast_settings = settings.model_copy(
