@@ -36,7 +36,7 @@ lint: install
 unit: install
 	$(BIN)/pytest tests/unit
 
-# The promises of docs/reliability.md with four times CI's budgets: 200 SIGKILLs, 12
+# The promises of docs/reliability.md with four times CI's budgets: 100 SIGKILLs, 12
 # re-indexings under load, 600 cases per fuzzer, 4,000 mixed requests. CI runs budget 1.
 RELIABILITY_BUDGET ?= 4
 reliability: install

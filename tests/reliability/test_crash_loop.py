@@ -78,7 +78,7 @@ def test_sigkill_at_random_moments_never_loses_the_index(tmp_path: Path, rng) ->
     first = run_fake_rag("index", str(corpus), "--index", "crash", "--json", root=root)
     full_build = time.perf_counter() - started
     assert first.returncode == 0, first.stderr
-    trials, outcomes = scaled(50), Counter()
+    trials, outcomes = scaled(25), Counter()
     for trial in range(trials):
         before = verify_index(root, "crash")
         kind = mutate(corpus, rng)
