@@ -59,7 +59,8 @@ def reports_errors(command: Callable[..., None]) -> Callable[..., None]:
 
 
 def quiet_libraries() -> None:
-    """No model-loading progress bars or library warnings on stdout under --json."""
+    """No model-loading progress bars or library warnings (under --json, and for `ask`
+    unless --verbose)."""
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     from transformers.utils import logging as hf_logging
 
@@ -155,6 +156,9 @@ def ask_command(
     k: KOption = None,
     mode: ModeOption = None,
     as_json: JsonOption = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="show model-loading details and bars")
+    ] = False,
 ) -> None:
     """Answer a question from an index, citing the passages used."""
     from rag.chain import check_question, open_pipeline
@@ -162,9 +166,13 @@ def ask_command(
     s = settings()
     name = pick_index(index, s)
     check_question(question, s)  # before the slow model load
-    if as_json:
-        quiet_libraries()
+    if verbose:
+        logging.getLogger("rag").setLevel(logging.INFO)
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     else:
+        quiet_libraries()
+    if not as_json:
         typer.echo("loading models...", err=True)
     answer = open_pipeline(s, name).ask(question, k=k, mode=mode)
     if as_json:

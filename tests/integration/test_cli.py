@@ -54,6 +54,12 @@ def test_index_reindex_list_and_ask(corpus: Path, env: dict[str, str]) -> None:
     assert [s["doc_id"] for s in answer["sources"] if s["cited"]] == ["extra.md"]
     assert set(answer["timings"]) >= {"retrieve_ms", "generate_ms"}
 
+    if "RAG_PG_DSN" not in env:  # the plain output does not depend on the store
+        plain = run_rag("ask", "What is the harbour bell named?", "--index", "s", env=env)
+        assert plain.returncode == 0, plain.stderr
+        assert plain.stderr.splitlines() == ["loading models..."], "no loading bars or logs"
+        assert "Old Tamsin" in plain.stdout and "extra.md" in plain.stdout
+
 
 def test_bad_files_are_skipped_and_counted(corpus: Path, env: dict[str, str]) -> None:
     (corpus / "blob.txt").write_bytes(b"\x00\xff\x00binary")
