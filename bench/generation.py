@@ -11,6 +11,7 @@ fresh process). Ratios are measured in one run, so they hold on a busy machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -131,8 +132,17 @@ def child(backend: str, precision: str) -> None:
     generator = load_generator(settings(backend, precision))
     ready = time.perf_counter() - start
     generator.complete(grounded_chats(1)[0])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"ready_s": ready, "peak_rss_mb": peak}))
+    print(json.dumps({"ready_s": ready, "peak_rss_mb": own_peak_rss_mb()}))
+
+
+def own_peak_rss_mb() -> float:
+    """This process's own peak RSS. Not `ru_maxrss`: Linux keeps it across fork and exec, so a
+    child started by a parent holding both models reports the parent's peak, not its own."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def fresh_process(backend: str, precision: str) -> dict:
