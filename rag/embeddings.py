@@ -3,7 +3,7 @@
 Models laid out as sentence-transformers' mean-pooled, normalised encoders (the packaged
 all-MiniLM-L6-v2 among them) run on plain transformers: importing sentence-transformers costs a
 fresh `rag ask` about two seconds (it pulls in scikit-learn and SciPy) for vectors the same to
-~1e-7. Any other layout loads through sentence-transformers.
+within 1e-5 (tested). Any other layout loads through sentence-transformers.
 """
 
 from __future__ import annotations
