@@ -8,8 +8,10 @@ the CLI, answering) runs with the real embedder on both stores through conftest.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
+import numpy as np
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -82,6 +84,65 @@ def test_everything_lives_in_the_database(tiny_corpus, fake_embedder, dsn, tmp_p
     finally:
         index.close()
     assert check_up_to_date(load_corpus(tiny_corpus), open_store(settings), "t", settings)
+
+
+def test_pruned_word_search_equals_scoring_every_match(dsn) -> None:
+    """MaxScore skips chunks that hold only common query words; the top n must not change."""
+    rng = random.Random(7)
+    common = ["water", "river", "stone", "city", "bridge"]
+    rare = [f"{a}{b}" for a in ("zor", "quil", "marv", "tesk") for b in ("an", "op", "ix")]
+    rows = []
+    for i in range(600):
+        words = rng.choices(common, k=rng.randint(3, 12))
+        words += rng.sample(rare, k=rng.randint(0, 2))
+        rows.append((i, f"d{i // 10}", i % 10, 0, 10, f"title {i}", " ".join(words)))
+    vectors = np.random.default_rng(0).standard_normal((len(rows), 8)).astype(np.float32)
+    store = PostgresStore(dsn)
+    with store.lock("w"):
+        writer = store.writer("w", None)
+        writer.add_chunks(rows, vectors)
+        documents = {f"d{d}": {"hash": "", "title": "", "chunks": 10} for d in range(60)}
+        writer.publish(
+            {
+                "name": "w",
+                "embedder": {"name": "random", "dimension": 8, "max_seq_length": 16},
+                "chunking": {},
+                "counts": {"documents": 60, "chunks": len(rows)},
+                "documents": documents,
+            }
+        )
+    index = store.open("w")
+    narrowed = []
+    original = index.score_sql
+
+    try:
+        queries = [
+            ["water", "zoran"],
+            ["river", "stone", "quilop"],
+            ["city", "bridge", "marvix", "teskan"],
+            ["water", "river", "stone", "city", "bridge", "zorop"],
+            ["bridge"],
+            ["unknownword", "stone"],
+        ]
+        with index.db() as db:
+            execute = db.execute
+
+            def spy(sql, params=None, **kw):  # which words each scoring query matched
+                if sql is original:
+                    narrowed.append(len(params["match"]) < len(params["lexemes"]))
+                return execute(sql, params, **kw)
+
+            db.execute = spy
+            index.connections.idle.put(db)
+        for words in queries:
+            for n in (3, 10, 50):
+                pruned = index.lexical_search(words, n)
+                full = index.score_all(words, n)
+                assert [i for i, _ in pruned] == [i for i, _ in full], (words, n)
+                assert [s for _, s in pruned] == pytest.approx([s for _, s in full])
+        assert any(narrowed), "some query scored fewer words' chunks than it matched"
+    finally:
+        index.close()
 
 
 def test_publish_is_atomic_and_readers_keep_their_version(tiny_corpus, fake_embedder, dsn):
