@@ -254,6 +254,16 @@ def bulk_and_search(dsn: str, n: int, real: dict[str, Any], work: Path) -> dict[
         "folder_build_s": round(local_s, 1),
         "tantivy_build_s": round(pruning_s, 1),
     }
+    from rag.store import postgres
+
+    for ef in (600, 1000):  # HNSW recall is bounded by ef_search; the default is measured below
+        default, postgres.EF_SEARCH = postgres.EF_SEARCH, ef
+        ms, hits = timed(lambda q: remote.dense_search(q, 10), questions)
+        postgres.EF_SEARCH = default
+        found = [[i for i, _ in h] for h in hits]
+        recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
+        out[f"postgres_ef{ef}_dense_recall@10"] = round(float(recall), 4)
+        out[f"postgres_ef{ef}_dense_p50_ms"] = percentile(ms, 50)
     for label, index in (("postgres", remote), ("folder", local), ("tantivy", pruning)):
         ms, hits = timed(lambda q, index=index: index.dense_search(q, 10), questions)
         found = [[i for i, _ in h] for h in hits]
@@ -262,6 +272,14 @@ def bulk_and_search(dsn: str, n: int, real: dict[str, Any], work: Path) -> dict[
         out[f"{label}_dense_p50_ms"] = percentile(ms, 50)
         ms, _ = timed(lambda t, index=index: index.lexical_search(query_terms(t), 50), asked)
         out[f"{label}_bm25_p50_ms"] = percentile(ms, 50)
+        if label == "postgres":  # the same ranking scoring every match: what pruning saves
+            ms_all, full = timed(lambda t: remote.score_all(query_terms(t), 50), asked)
+            out["postgres_bm25_unpruned_p50_ms"] = percentile(ms_all, 50)
+            _, pruned = timed(lambda t: remote.lexical_search(query_terms(t), 50), asked)
+            same = sum(
+                [i for i, _ in a] == [i for i, _ in b] for a, b in zip(pruned, full, strict=True)
+            )
+            out["postgres_bm25_pruned_same_top50"] = f"{same}/{len(asked)}"
         ms, _ = timed(
             lambda t, index=index: retrieve(index, GivenVectors(), t, k=4, mode="hybrid"), asked
         )
@@ -287,6 +305,16 @@ def report(bulk: dict[str, Any]) -> None:
             f"{b[f'{label}_dense_p50_ms']} ms, lexical p50 {b[f'{label}_bm25_p50_ms']} ms, hybrid "
             f"p50/p95 {b[f'{label}_hybrid_p50_ms']}/{b[f'{label}_hybrid_p95_ms']} ms"
         )
+    print(
+        f"  PostgreSQL HNSW with ef_search 600 / 1000: recall@10 "
+        f"{b['postgres_ef600_dense_recall@10']} / {b['postgres_ef1000_dense_recall@10']}, p50 "
+        f"{b['postgres_ef600_dense_p50_ms']} / {b['postgres_ef1000_dense_p50_ms']} ms"
+    )
+    print(
+        f"  PostgreSQL word search scoring every match: p50 {b['postgres_bm25_unpruned_p50_ms']} "
+        f"ms, {b['postgres_bm25_unpruned_p50_ms'] / b['postgres_bm25_p50_ms']:.1f}x the pruned "
+        f"search's; same top 50 for {b['postgres_bm25_pruned_same_top50']} questions"
+    )
     print(
         f"  hybrid p50 PostgreSQL / folder (FTS5): "
         f"{b['postgres_hybrid_p50_ms'] / b['folder_hybrid_p50_ms']:.1f}x; folder (FTS5) / folder "

@@ -95,6 +95,8 @@ def test_pruned_word_search_equals_scoring_every_match(dsn) -> None:
     for i in range(600):
         words = rng.choices(common, k=rng.randint(3, 12))
         words += rng.sample(rare, k=rng.randint(0, 2))
+        if i % 30 == 0:  # two rare words that always come together: 20 chunks, 40 postings
+            words += ["kestrel", "ospreys"]
         rows.append((i, f"d{i // 10}", i % 10, 0, 10, f"title {i}", " ".join(words)))
     vectors = np.random.default_rng(0).standard_normal((len(rows), 8)).astype(np.float32)
     store = PostgresStore(dsn)
@@ -123,6 +125,7 @@ def test_pruned_word_search_equals_scoring_every_match(dsn) -> None:
             ["water", "river", "stone", "city", "bridge", "zorop"],
             ["bridge"],
             ["unknownword", "stone"],
+            ["kestrel", "ospreys", "water"],
         ]
         with index.db() as db:
             execute = db.execute
@@ -135,7 +138,7 @@ def test_pruned_word_search_equals_scoring_every_match(dsn) -> None:
             db.execute = spy
             index.connections.idle.put(db)
         for words in queries:
-            for n in (3, 10, 50):
+            for n in (3, 10, 30, 50):
                 pruned = index.lexical_search(words, n)
                 full = index.score_all(words, n)
                 assert [i for i, _ in pruned] == [i for i, _ in full], (words, n)
