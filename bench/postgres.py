@@ -234,6 +234,7 @@ def bulk_and_search(dsn: str, n: int, real: dict[str, Any], work: Path) -> dict[
     questions = real["question_vectors"][:-20]
     asked = real["questions"][: len(questions)]
     truth = [np.argsort(-(vectors @ q))[:10].tolist() for q in questions]
+    first_vectors = vectors[:100].copy()
     del vectors
     for vector in real["question_vectors"][-20:]:  # warm up both
         remote.dense_search(vector, 10)
@@ -287,7 +288,32 @@ def bulk_and_search(dsn: str, n: int, real: dict[str, Any], work: Path) -> dict[
         out[f"{label}_hybrid_p95_ms"] = percentile(ms, 95)
     for index in (remote, local, pruning):
         index.close()
+    out |= update_one_document(store, n, anchor, texts, first_vectors)
     return out
+
+
+def update_one_document(
+    store: Any, n: int, anchor: np.ndarray, texts: list[str], vectors_of_first: np.ndarray
+) -> dict[str, Any]:
+    """One document's 100 chunks replaced in the live version: a new version is a copy."""
+    live = store.open("scale")
+    rows = [(n + r[0], *r[1:]) for r in synthetic_rows(n, anchor, texts, 0, 100)]
+    with store.lock("scale"):
+        started = time.perf_counter()
+        writer = store.writer("scale", live)  # copies the live rows
+        copied = time.perf_counter()
+        writer.remove_documents(["syn-0"])
+        writer.add_chunks(rows, vectors_of_first)
+        changed = time.perf_counter()
+        writer.publish(manifest_for(n, vectors_of_first.shape[1]))
+        done = time.perf_counter()
+    live.close()
+    return {
+        "update_s": round(done - started, 1),
+        "update_copy_live_s": round(copied - started, 1),
+        "update_change_s": round(changed - copied, 2),
+        "update_indexes_and_publish_s": round(done - changed, 1),
+    }
 
 
 def report(bulk: dict[str, Any]) -> None:
@@ -314,6 +340,11 @@ def report(bulk: dict[str, Any]) -> None:
         f"  PostgreSQL word search scoring every match: p50 {b['postgres_bm25_unpruned_p50_ms']} "
         f"ms, {b['postgres_bm25_unpruned_p50_ms'] / b['postgres_bm25_p50_ms']:.1f}x the pruned "
         f"search's; same top 50 for {b['postgres_bm25_pruned_same_top50']} questions"
+    )
+    print(
+        f"  PostgreSQL, one document (100 chunks) replaced: {b['update_s']} s: copying the live "
+        f"rows {b['update_copy_live_s']} s, the change {b['update_change_s']} s, indexes and "
+        f"publish {b['update_indexes_and_publish_s']} s"
     )
     print(
         f"  hybrid p50 PostgreSQL / folder (FTS5): "

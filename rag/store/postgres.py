@@ -5,8 +5,9 @@ processes with empty index roots serve the same index from one database (RAG_PG_
 
     rag_versions (index_name, version, manifest jsonb, created_at, retired_at)
     rag_current  (index_name, version)            the live version of each index
-    rag_<key>_<tag>_c                             chunks of one version: rows, a generated
-                                                  tsvector (GIN) and the vector (HNSW)
+    rag_<key>_<tag>_c                             chunks of one version: rows, a tsvector
+                                                  (GIN; filled by the trigger function
+                                                  rag_chunk_tsv) and the vector (HNSW)
     rag_<key>_<tag>_t                             document frequency of each lexeme (for BM25)
 
 A writer loads a new version's tables with COPY, builds their indexes, then publishes by
@@ -111,6 +112,16 @@ WHERE c.tsv @@ (
 GROUP BY c.id
 ORDER BY score DESC, c.id
 LIMIT %(k)s
+"""
+TSV_TRIGGER = "rag_chunk_tsv"
+TSV_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION {TSV_TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.tsv IS NULL THEN
+        NEW.tsv := to_tsvector('{LANGUAGE}', NEW.title || ' ' || NEW.text);
+    END IF;
+    RETURN NEW;
+END $$
 """
 BM25_BOUND = 2.2  # k1 + 1: a term adds less than idf x this to any chunk's score
 
@@ -553,7 +564,8 @@ class PostgresWriter:
         self.dimension: int | None = None
         if base is not None:
             self._create(int(base.manifest["embedder"]["dimension"]))
-            names = '"id", doc_id, chunk_no, start, "end", title, text, len, embedding'
+            # The live rows keep their tsvector: computing it again was most of an update's copy.
+            names = '"id", doc_id, chunk_no, start, "end", title, text, len, tsv, embedding'
             self.db.execute(
                 f'INSERT INTO "{self.chunks}" ({names}) SELECT {names} FROM "{base.table}"'
             )
@@ -567,14 +579,24 @@ class PostgresWriter:
         return db
 
     def _create(self, dimension: int) -> None:
+        """The version's chunk table. Its tsvector is filled by a trigger when a row comes
+        without one (COPY, in each loader's backend), and kept when it comes with one (the
+        live rows an update copies); a generated column would compute every row again."""
         self.dimension = dimension
+        if self.db.execute(f"SELECT to_regprocedure('{TSV_TRIGGER}()')").fetchone()[0] is None:
+            with self.db.transaction():
+                self.db.execute("SELECT pg_advisory_xact_lock(hashtext('rag-schema'))")
+                self.db.execute(TSV_FUNCTION)
         self.db.execute(
             f'CREATE TABLE "{self.chunks}" ('
             "id bigint NOT NULL, doc_id text NOT NULL, chunk_no integer NOT NULL, "
             'start integer NOT NULL, "end" integer NOT NULL, title text NOT NULL, '
-            "text text NOT NULL, len integer NOT NULL, "
-            f"tsv tsvector GENERATED ALWAYS AS (to_tsvector('{LANGUAGE}', title || ' ' || text))"
-            f" STORED, embedding vector({dimension}) NOT NULL)"
+            "text text NOT NULL, len integer NOT NULL, tsv tsvector NOT NULL, "
+            f"embedding vector({dimension}) NOT NULL)"
+        )
+        self.db.execute(
+            f'CREATE TRIGGER tsv BEFORE INSERT ON "{self.chunks}" '
+            f"FOR EACH ROW EXECUTE FUNCTION {TSV_TRIGGER}()"
         )
 
     @database_errors
