@@ -159,7 +159,7 @@ def fresh_process(backend: str, precision: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run(quick: bool, precision: str = "int4") -> dict:
+def run(quick: bool, precision: str = "int8") -> dict:
     quiet()
     from rag.generators import load_generator
 
@@ -222,7 +222,7 @@ def run(quick: bool, precision: str = "int4") -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--precision", choices=["int4", "int8"], default="int4")
+    parser.add_argument("--precision", choices=["int4", "int8"], default="int8")
     parser.add_argument("--child", choices=["transformers", "onnx"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

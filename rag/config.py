@@ -78,7 +78,7 @@ class Settings(BaseSettings):
         "transformers", description="transformers (float32 torch) or onnx (pip install rag[onnx])"
     )
     generator_precision: Literal["int4", "int8"] = Field(
-        "int4", description="weights of the converted onnx generator"
+        "int8", description="weights of the converted onnx generator"
     )
     cache_dir: Path | None = Field(None, description="converted models; default index_root/.cache")
 

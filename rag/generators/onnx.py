@@ -1,5 +1,9 @@
-"""The ONNX Runtime GenAI backend: the generator converted once to ONNX with int4 (or int8)
+"""The ONNX Runtime GenAI backend: the generator converted once to ONNX with int8 (or int4)
 weights, decoded by onnxruntime-genai on the CPU.
+
+int8 is the default because it keeps the answers: on fictional-people's 80 questions the rag
+system scored 66.3% containment with int8 against 67.5% on the float32 torch path, and 46.3%
+with int4, whose rounding of the already 4-bit GGUF weights rewords 88% of greedy answers.
 
 Conversion (`convert`) dequantizes the source with transformers, writes a plain float folder,
 then runs onnxruntime-genai's model builder on it. The result is cached under

@@ -44,8 +44,8 @@ def reference(settings, generator):
 def test_onnx_answers_the_sample_questions_as_well_as_transformers(
     pipeline: Pipeline, reference, onnx_generator
 ):
-    """Right answers, not identical text: int4 words its replies differently (2 of 10 greedy
-    answers were identical in one run) while finding the same facts (8 of 10 right on both)."""
+    """Right answers, not always identical text: int8 weights word 14% of greedy answers
+    differently (bench/generation.py, 50 prompts) while finding the same facts."""
     faiss_only(pipeline.settings)
     right = {"transformers": 0, "onnx": 0}
     for name, generator in (("transformers", reference), ("onnx", onnx_generator)):
@@ -83,7 +83,7 @@ def test_rag_ask_runs_on_onnx_from_the_cache(
     )
     assert result.returncode == 0, result.stderr
     assert "Biscuit Admiral" in json.loads(result.stdout)["answer"]
-    assert list(onnx_settings.model_cache.glob("generator-onnx-int4-*/rag-manifest.json"))
+    assert list(onnx_settings.model_cache.glob("generator-onnx-int8-*/rag-manifest.json"))
 
 
 def test_a_missing_generator_folder_is_exit_2_naming_it(index_settings, sample_index, tmp_path):

@@ -175,12 +175,12 @@ def test_conversion_is_cached_and_keyed_by_the_source_content(source_settings, m
     assert backend.convert(source_settings, source) == first and len(calls) == 1
     backend.verify(first)
     assert (first / "model.onnx").read_bytes() == b"graph weights one"
-    assert first.name.startswith("generator-onnx-int4-")
+    assert first.name.startswith("generator-onnx-int8-")
     source.gguf.write_bytes(b"weights two")
     second = backend.convert(source_settings, resolve_source(source_settings))
     assert second != first and len(calls) == 2
-    int8 = source_settings.model_copy(update={"generator_precision": "int8"})
-    assert backend.convert(int8, resolve_source(int8)) not in (first, second)
+    int4 = source_settings.model_copy(update={"generator_precision": "int4"})
+    assert backend.convert(int4, resolve_source(int4)) not in (first, second)
     assert not [p for p in first.parent.iterdir() if ".tmp-" in p.name]
 
 
