@@ -461,19 +461,9 @@ class PostgresIndex(Index):
         if not terms:
             return []
         with self.db() as db:
-            found = db.execute(self.terms_sql, {"text": " ".join(terms)}).fetchall()
-            if not found:
+            weighted, params = self._weighted(db, terms, n)
+            if not weighted:
                 return []
-            weighted = sorted(
-                (math.log(1 + (self.size - ndoc + 0.5) / (ndoc + 0.5)), lexeme, ndoc)
-                for lexeme, ndoc in found
-            )
-            params = {
-                "lexemes": [lexeme for _, lexeme, _ in weighted],
-                "idfs": [idf for idf, _, _ in weighted],
-                "avg": self.avg_length,
-                "k": n,
-            }
             rarest, postings = [], 0
             for _, lexeme, ndoc in reversed(weighted):
                 rarest.append(lexeme)
@@ -497,14 +487,29 @@ class PostgresIndex(Index):
         """BM25's top n by scoring every chunk that holds a query term: what lexical_search
         must equal, kept for tests and benchmarks."""
         with self.db() as db:
-            found = db.execute(self.terms_sql, {"text": " ".join(terms)}).fetchall()
-            if not found:
+            _, params = self._weighted(db, terms, n)
+            if not params["lexemes"]:
                 return []
-            lexemes = [lexeme for lexeme, _ in found]
-            idfs = [math.log(1 + (self.size - nd + 0.5) / (nd + 0.5)) for _, nd in found]
-            params = {"lexemes": lexemes, "idfs": idfs, "avg": self.avg_length, "k": n}
-            rows = db.execute(self.score_sql, params | {"match": lexemes}).fetchall()
+            rows = db.execute(self.score_sql, params | {"match": params["lexemes"]}).fetchall()
         return [(int(i), float(s)) for i, s in rows]
+
+    def _weighted(
+        self, db: psycopg.Connection, terms: list[str], n: int
+    ) -> tuple[list[tuple[float, str, int]], dict[str, Any]]:
+        """The query's lexemes in this version as (idf, lexeme, chunks holding it), rarest
+        last, and the scoring query's parameters for them."""
+        found = db.execute(self.terms_sql, {"text": " ".join(terms)}).fetchall()
+        weighted = sorted(
+            (math.log(1 + (self.size - ndoc + 0.5) / (ndoc + 0.5)), lexeme, ndoc)
+            for lexeme, ndoc in found
+        )
+        params = {
+            "lexemes": [lexeme for _, lexeme, _ in weighted],
+            "idfs": [idf for idf, _, _ in weighted],
+            "avg": self.avg_length,
+            "k": n,
+        }
+        return weighted, params
 
     def similarity(self, query: np.ndarray, ids: list[int]) -> dict[int, float]:
         if not ids:
