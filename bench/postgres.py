@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.scale import CACHE, DATA, Synthesizer, percentile, real_sample
+from bench.scale import CACHE, DATA, Synthesizer, percentile, real_sample, recall
 
 SIZE, QUICK_SIZE = 100_000, 20_000
 
@@ -262,21 +262,18 @@ def bulk_and_search(dsn: str, n: int, real: dict[str, Any], work: Path) -> dict[
         ms, hits = timed(lambda q: remote.dense_search(q, 10), questions)
         postgres.EF_SEARCH = default
         found = [[i for i, _ in h] for h in hits]
-        recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
-        out[f"postgres_ef{ef}_dense_recall@10"] = round(float(recall), 4)
+        out[f"postgres_ef{ef}_dense_recall@10"] = recall(found, truth)
         out[f"postgres_ef{ef}_dense_p50_ms"] = percentile(ms, 50)
     for label, index in (("postgres", remote), ("folder", local), ("tantivy", pruning)):
         ms, hits = timed(lambda q, index=index: index.dense_search(q, 10), questions)
         found = [[i for i, _ in h] for h in hits]
-        recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
-        out[f"{label}_dense_recall@10"] = round(float(recall), 4)
+        out[f"{label}_dense_recall@10"] = recall(found, truth)
         out[f"{label}_dense_p50_ms"] = percentile(ms, 50)
-        ms, _ = timed(lambda t, index=index: index.lexical_search(query_terms(t), 50), asked)
+        ms, pruned = timed(lambda t, index=index: index.lexical_search(query_terms(t), 50), asked)
         out[f"{label}_bm25_p50_ms"] = percentile(ms, 50)
         if label == "postgres":  # the same ranking scoring every match: what pruning saves
             ms_all, full = timed(lambda t: remote.score_all(query_terms(t), 50), asked)
             out["postgres_bm25_unpruned_p50_ms"] = percentile(ms_all, 50)
-            _, pruned = timed(lambda t: remote.lexical_search(query_terms(t), 50), asked)
             same = sum(
                 [i for i, _ in a] == [i for i, _ in b] for a, b in zip(pruned, full, strict=True)
             )
