@@ -1,7 +1,7 @@
 """Which onnx conversion keeps SmolLM2's answers: model builder options against float32 torch.
 
 For each variant the dequantized GGUF is converted by onnxruntime-genai's model builder (the
-options `rag/generators/onnx.py` passes, plus the variant's), then 50 grounded prompts are
+command `rag/generators/onnx.py` runs, plus the variant's options), then 50 grounded prompts are
 answered greedily and compared with the transformers float32 answers, and decode tokens/s is
 timed on 6 of them. This chose `RAG_GENERATOR_PRECISION`'s default; not a `make bench` part.
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -45,7 +44,7 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from rag.generators import load_generator
-    from rag.generators.onnx import OnnxGenerator
+    from rag.generators.onnx import OnnxGenerator, builder_command
     from rag.generators.source import resolve_source
     from rag.generators.transformers import load_pretrained, save_plain
 
@@ -73,12 +72,7 @@ def main() -> None:
         out = work / name
         if not (out / "genai_config.json").exists():
             started = time.perf_counter()
-            command = [
-                sys.executable, "-m", "onnxruntime_genai.models.builder",
-                "-i", str(plain), "-o", str(out), "-p", precision, "-e", "cpu",
-                "-c", str(work / "builder-cache"),
-                "--extra_options", "prune_lm_head=true", *extra,
-            ]  # fmt: skip
+            command = builder_command(plain, out, precision, work / "builder-cache", extra)
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode:
                 print(f"{name}: the builder failed: {done.stderr.strip().splitlines()[-1]}")

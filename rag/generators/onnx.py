@@ -153,14 +153,7 @@ def build(source: GeneratorSource, out: Path, precision: str) -> None:
     try:
         save_plain(model, tokenizer, plain)
         del model
-        command = [
-            sys.executable, "-m", "onnxruntime_genai.models.builder",
-            "-i", str(plain), "-o", str(out), "-p", precision, "-e", "cpu",
-            "-c", str(plain / "builder-cache"),
-            # logits of the last prompt token only: the 49k-word head over every prompt token
-            # made time to first token on a 1,600-token prompt 3x slower than torch's
-            "--extra_options", "prune_lm_head=true",
-        ]  # fmt: skip
+        command = builder_command(plain, out, precision, plain / "builder-cache")
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0 or not (out / "genai_config.json").is_file():
             if "No space left" in done.stderr:
@@ -170,6 +163,20 @@ def build(source: GeneratorSource, out: Path, precision: str) -> None:
         tokenizer.save_pretrained(out)  # the same tokenizer (and chat template) as transformers
     finally:
         shutil.rmtree(plain, ignore_errors=True)
+
+
+def builder_command(
+    plain: Path, out: Path, precision: str, cache: Path, extra: list[str] | None = None
+) -> list[str]:
+    """onnxruntime-genai's model builder from a float folder to a CPU model, `extra` options
+    (KEY=VALUE) added to rag's own."""
+    return [
+        sys.executable, "-m", "onnxruntime_genai.models.builder",
+        "-i", str(plain), "-o", str(out), "-p", precision, "-e", "cpu", "-c", str(cache),
+        # logits of the last prompt token only: the 49k-word head over every prompt token
+        # made time to first token on a 1,600-token prompt 3x slower than torch's
+        "--extra_options", "prune_lm_head=true", *(extra or []),
+    ]  # fmt: skip
 
 
 class OnnxGenerator(WorkerGenerator):
