@@ -662,7 +662,7 @@ class PostgresWriter:
         chunks here), and the two kinds of index can be built at once on one table."""
         db, chunks, terms = self.db, self.chunks, self.terms
         db.execute(f'ALTER TABLE "{chunks}" ADD PRIMARY KEY (id)')
-        (rows,) = db.execute(f'SELECT count(*) FROM "{chunks}"').fetchone()
+        rows, avg = db.execute(f'SELECT count(*), coalesce(avg(len), 1) FROM "{chunks}"').fetchone()
         # HNSW builds fast only while its graph fits in maintenance_work_mem; about 2 kB a
         # 384-dimension vector with m 16. Past the cap, pgvector goes on building on disk.
         need = int(rows * (4 * (self.dimension or 0) + 600) * 1.25 / 2**20)
@@ -671,7 +671,7 @@ class PostgresWriter:
             self.loaders.append(self.connect())
         other = self.loaders[0]
 
-        def text_side() -> float:
+        def text_side() -> None:
             other.execute(f'CREATE INDEX ON "{chunks}" USING gin (tsv)')
             other.execute(f'CREATE TABLE "{terms}" (word text PRIMARY KEY, ndoc integer NOT NULL)')
             other.execute(
@@ -679,8 +679,6 @@ class PostgresWriter:
                 (f'SELECT tsv FROM "{chunks}"',),
             )
             other.execute(f'ANALYZE "{terms}"')
-            (avg,) = other.execute(f'SELECT coalesce(avg(len), 1) FROM "{chunks}"').fetchone()
-            return float(avg)
 
         with ThreadPoolExecutor(1) as pool:
             text = pool.submit(text_side)
@@ -690,9 +688,9 @@ class PostgresWriter:
                     f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
                 )
             finally:
-                avg = text.result()
+                text.result()
         db.execute(f'ANALYZE "{chunks}"')
-        return {"avg_length": avg, "language": LANGUAGE, "ranking": "bm25"}
+        return {"avg_length": float(avg), "language": LANGUAGE, "ranking": "bm25"}
 
     @database_errors
     def publish(self, manifest: dict[str, Any]) -> str:
