@@ -159,8 +159,16 @@ def fresh_process(backend: str, precision: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run(quick: bool, precision: str = "int8") -> dict:
+def default_precision() -> str:
+    """The onnx precision rag converts to unless told otherwise."""
+    from rag.config import Settings
+
+    return Settings.model_fields["generator_precision"].default
+
+
+def run(quick: bool, precision: str | None = None) -> dict:
     quiet()
+    precision = precision or default_precision()
     from rag.generators import load_generator
 
     machine = cpu()
@@ -222,7 +230,7 @@ def run(quick: bool, precision: str = "int8") -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--precision", choices=["int4", "int8"], default="int8")
+    parser.add_argument("--precision", choices=["int4", "int8"], default=default_precision())
     parser.add_argument("--child", choices=["transformers", "onnx"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
