@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     do_sample: bool = False
     temperature: float = Field(0.7, gt=0)
     threads: int | None = Field(None, ge=1)
+    # Where the torch models run (rag/device.py): auto takes a CUDA GPU when torch sees one, so
+    # a CPU-only machine runs as it always did. The generator runs in bf16 there.
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="embedder, transformers generator, reranker, fine-tuning"
+    )
     # On by default: a fresh `rag ask` otherwise spends most of its time dequantizing the GGUF
     # file again. Safe to share: written to a staging folder and renamed into place, safetensors
     # and JSON only (no pickle), keyed by the GGUF file's SHA-256 and the transformers version.

@@ -21,6 +21,7 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from rag.config import PACKAGED_EMBEDDER, Settings
+from rag.device import resolve_device
 from rag.errors import ModelLoadError
 from rag.progress import bar
 
@@ -108,12 +109,13 @@ def by_length(texts: list[str], dimension: int, batch_size: int, tokenize, run, 
 class MeanPooledEncoder:
     """A BERT-like encoder, the mean over real tokens, then L2 normalisation, on transformers."""
 
-    def __init__(self, location: str, max_seq_length: int) -> None:
+    def __init__(self, location: str, max_seq_length: int, device: str = "cpu") -> None:
         from transformers import AutoModel, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(location)
         bert = AutoModel.from_pretrained(location)
-        self.module = _pooled_encoder_class()(bert).eval()
+        self.module = _pooled_encoder_class()(bert).eval().to(device)
+        self.device = device
         self.max_seq_length = max_seq_length
         self.dimension = int(bert.config.hidden_size)
 
@@ -130,8 +132,10 @@ class MeanPooledEncoder:
             )
 
         def run(inputs) -> np.ndarray:
+            names = self.input_names(inputs)
             with torch.inference_mode():
-                return self.module(**{n: inputs[n] for n in self.input_names(inputs)}).numpy()
+                vectors = self.module(**{n: inputs[n].to(self.device) for n in names})
+            return vectors.cpu().numpy()
 
         return by_length(texts, self.dimension, batch_size, tokenize, run, progress)
 
@@ -143,10 +147,10 @@ class MeanPooledEncoder:
 class SentenceTransformerEncoder:
     """Any other sentence-transformers model, through sentence-transformers itself."""
 
-    def __init__(self, location: str) -> None:
+    def __init__(self, location: str, device: str = "cpu") -> None:
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(location, device="cpu")
+        self.model = SentenceTransformer(location, device=device)
         self.tokenizer = self.model.tokenizer
         self.max_seq_length = int(self.model.max_seq_length)
         dimension = getattr(self.model, "get_embedding_dimension", None)
@@ -198,22 +202,26 @@ def mean_pooled_length(location: str) -> int | None:
 
 
 def load_embedder(settings: Settings) -> Embedder:
-    """Load the configured embedder on the CPU; offline unless the user points at a hub id."""
+    """Load the configured embedder on RAG_DEVICE, in float32 (rag/device.py says why);
+    offline unless the user points at a hub id. OpenVINO runs on the CPU, so its torch
+    model, used only to convert from, stays there."""
     name, location = resolve_embedder(settings.embedder)
     if Path(location).exists():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    openvino = settings.embed_backend == "openvino"
+    device = "cpu" if openvino else resolve_device(settings.device)
     length = mean_pooled_length(location)
     try:
         model = (
-            MeanPooledEncoder(location, length)
+            MeanPooledEncoder(location, length, device)
             if length is not None
-            else SentenceTransformerEncoder(location)
+            else SentenceTransformerEncoder(location, device)
         )
     except Exception as exc:  # many loader failures; all mean the same to a user
         raise ModelLoadError(f"could not load embedder {settings.embedder!r}: {exc}") from exc
-    log.info("loaded embedder %s (%s)", name, type(model).__name__)
+    log.info("loaded embedder %s (%s) on %s", name, type(model).__name__, device)
     compiled = None
-    if settings.embed_backend == "openvino":
+    if openvino:
         compiled = compile_openvino(model, location, settings)
     return Embedder(model, name=name, batch_size=settings.embed_batch_size, compiled=compiled)
 

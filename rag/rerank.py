@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from rag.config import Settings
+from rag.device import resolve_device
 from rag.errors import InputError
 from rag.retrieval import Passage
 
@@ -36,7 +37,8 @@ def load_reranker(settings: Settings) -> Reranker | None:
         return None
     from sentence_transformers import CrossEncoder
 
+    device = resolve_device(settings.device)  # float32 on either, as the embedder
     try:
-        return CrossEncoderReranker(CrossEncoder(settings.reranker, device="cpu"))
+        return CrossEncoderReranker(CrossEncoder(settings.reranker, device=device))
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot load the reranker {settings.reranker!r}: {exc}") from exc

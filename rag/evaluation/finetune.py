@@ -8,7 +8,9 @@ records a learning curve: fit and held-out test accuracy by kind against steps a
 The recipes that make the examples live in rag/evaluation/recipes.py.
 
 Only `generator.torch_model` and `generator.tokenizer` are used: the training copy is a plain
-transformers model, and generation during checks calls its `generate` directly.
+transformers model, and generation during checks calls its `generate` directly. Training runs
+where the generator's model lives (RAG_DEVICE): on a GPU with float32 weights and bf16 autocast
+(rag/device.py), the tuned model handed back in the generator's own dtype.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from rag.device import model_device, on_device, training_precision
 from rag.errors import InputError
 from rag.evaluation.memory import PeakMemory
 from rag.evaluation.metrics import containment
@@ -117,6 +120,8 @@ class FineTuneResult:
     target: float
     check_seconds: float = 0.0
     curve: list[CurvePoint] = field(default_factory=list)
+    device: str = "cpu"  # where it was trained (results saved before this field: the CPU)
+    passes: float | None = None  # steps x batch over the token sequences (cpt: windows)
 
     @classmethod
     def from_json(cls, text: str) -> FineTuneResult:
@@ -143,6 +148,7 @@ def greedy_answers(model, tokenizer, chats: list[Chat], max_new_tokens: int = 24
         )
     finally:
         tokenizer.padding_side = side
+    inputs = on_device(inputs, model_device(model))
     with torch.no_grad():
         output = model.generate(
             **inputs,
@@ -201,6 +207,7 @@ def fine_tune(
     if not examples:
         raise InputError(f"nothing to fine-tune on: the {config.recipe} recipe made no examples")
     base = base if base is not None else generator.torch_model
+    device = model_device(base)
     fit = fit or Probe([], [], [])
     test = test or Probe([], [], [])
     key = cache_key(config, getattr(generator, "name", ""), examples, [fit, test])
@@ -210,7 +217,10 @@ def fine_tune(
         result.reused = True
         return load_tuned(base, out, config), result
     with PeakMemory() as memory:
-        model = _prepare(copy.deepcopy(base), config)
+        model = copy.deepcopy(base)
+        if device.type != "cpu":
+            model.float()  # float32 weights to update; the steps compute in bf16 (autocast)
+        model = _prepare(model, config)
         run = _train(model, generator.tokenizer, examples, config, fit, test, show_progress)
     out.mkdir(parents=True, exist_ok=True)
     if config.method == "lora":
@@ -222,6 +232,8 @@ def fine_tune(
 
         save_model(model, str(out / "model.safetensors"))
     model = (model.merge_and_unload() if config.method == "lora" else model).eval()
+    if device.type != "cpu":
+        model.to(dtype=next(base.parameters()).dtype)  # answer as the generator it came from
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6
     last_fit = run.curve[-1].fit if run.curve else None
     result = FineTuneResult(
@@ -239,6 +251,8 @@ def fine_tune(
         target=config.target,
         check_seconds=run.check_seconds,
         curve=run.curve,
+        device=device.type,
+        passes=run.steps * config.batch_size / run.sequences,
     )
     (out / "result.json").write_text(json.dumps(asdict(result), indent=1))
     return model, result
@@ -286,6 +300,7 @@ def encode(
 
 @dataclass
 class _Run:
+    sequences: int
     steps: int = 0
     seconds: float = 0.0
     check_seconds: float = 0.0
@@ -318,15 +333,17 @@ def _train(model, tokenizer, examples, config: FineTuneConfig, fit: Probe, test:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    run = _Run()
+    run = _Run(sequences=len(encoded))
+    device = model_device(model)
     budget_s = None if config.max_minutes is None else 60 * config.max_minutes
 
     def check() -> bool:
         """Record a curve point; True when the fit target is reached."""
         start = time.perf_counter()
         model.eval()
-        score = probe_accuracy(model, tokenizer, fit).get("all") if len(fit) else None
-        on_test = probe_accuracy(model, tokenizer, test) if len(test) else {}
+        with training_precision(device):
+            score = probe_accuracy(model, tokenizer, fit).get("all") if len(fit) else None
+            on_test = probe_accuracy(model, tokenizer, test) if len(test) else {}
         model.train()
         run.check_seconds += time.perf_counter() - start
         run.curve.append(CurvePoint(run.steps, run.seconds, run.loss, score, on_test))
@@ -350,12 +367,13 @@ def _train(model, tokenizer, examples, config: FineTuneConfig, fit: Probe, test:
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate_at(run.steps, config)
                 batch = [encoded[i] for i in order[start : start + config.batch_size]]
-                loss = batch_loss(model, batch, pad)
+                with training_precision(device):
+                    loss = batch_loss(model, batch, pad)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 optimizer.step()
                 optimizer.zero_grad()
-                run.loss = float(loss.detach())
+                run.loss = float(loss.detach())  # on a GPU this waits for the step to finish
                 run.steps += 1
                 run.seconds += time.perf_counter() - began
                 meter.update(1)
@@ -377,6 +395,7 @@ def batch_loss(model, batch: list[tuple[list[int], list[int]]], pad: int):
     """
     import torch
 
+    device = model_device(model)
     width = max(len(ids) for ids, _ in batch)
     ids = torch.tensor([[pad] * (width - len(x)) + x for x, _ in batch])
     # a row's first token has nothing before it to be predicted from
@@ -387,9 +406,12 @@ def batch_loss(model, batch: list[tuple[list[int], list[int]]], pad: int):
     span = width - int(learned[0]) if len(learned) else 1  # last positions holding a label
     keep = min(width, span + 1)  # one more: the logit before a token predicts it
     logits = model(
-        input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep
+        input_ids=ids.to(device),
+        attention_mask=mask.to(device),
+        position_ids=positions.to(device),
+        logits_to_keep=keep,
     ).logits
-    targets = labels[:, width - keep + 1 :]
+    targets = labels[:, width - keep + 1 :].to(device)
     return torch.nn.functional.cross_entropy(
         logits[:, :-1].reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100
     )
@@ -400,8 +422,8 @@ def load_tuned(base, path: Path, config: FineTuneConfig):
     if config.method == "full":
         from safetensors.torch import load_model
 
-        model = copy.deepcopy(base)
-        load_model(model, str(Path(path) / "model.safetensors"))
+        model = copy.deepcopy(base)  # float32 weights are cast to the base's dtype on loading
+        load_model(model, str(Path(path) / "model.safetensors"), device=str(model_device(base)))
         return model.eval()
     from peft import PeftModel
 

@@ -1,8 +1,10 @@
-"""The transformers backend: a float32 torch causal LM, the reference every backend is measured
+"""The transformers backend: a torch causal LM, the reference every backend is measured
 against, and the one fine-tuning trains (`TransformersGenerator.torch_model`).
 
+float32 on the CPU; on a GPU (RAG_DEVICE, rag/device.py) bfloat16 where the card supports it.
 The packaged GGUF is dequantized by transformers (about 15 s); with RAG_GENERATOR_CACHE=true the
-result is kept as safetensors in the model cache, keyed by the GGUF file's content.
+result is kept as float32 safetensors in the model cache, keyed by the GGUF file's content, and
+moved to the device after loading, so one cache serves both.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.config import Settings
+from rag.device import generation_dtype, model_device, on_device, resolve_device
 from rag.errors import GenerationTimeout, ModelLoadError
 from rag.generators.base import STOP_STRINGS, Chat, Generation, WorkerGenerator, cut_at_stop
 from rag.generators.source import GeneratorSource, resolve_source
@@ -37,6 +40,11 @@ class TransformersGenerator(WorkerGenerator):
         self.settings = settings
 
     @property
+    def device(self) -> str:
+        """Where the model runs: "cpu" or "cuda" (read from its weights)."""
+        return model_device(self.model).type
+
+    @property
     def torch_model(self):
         """The torch model itself, for fine-tuning; no other backend has one."""
         return self.model
@@ -52,9 +60,10 @@ class TransformersGenerator(WorkerGenerator):
             return work(left)
 
     def _inputs(self, messages: Chat):
-        return self.tokenizer.apply_chat_template(
+        inputs = self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
         )
+        return on_device(inputs, model_device(self.model))
 
     def _options(self, max_new_tokens: int | None, temperature: float | None) -> dict[str, Any]:
         sample = self.sampling(temperature)
@@ -105,7 +114,7 @@ class TransformersGenerator(WorkerGenerator):
 
         output = self.wait(self.submit(max_time, work), max_time)
         prompt_tokens = int(inputs["input_ids"].shape[1])
-        new_tokens = output[0][prompt_tokens:]
+        new_tokens = output[0][prompt_tokens:].cpu()
         raw = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
         text, stopped = cut_at_stop(raw)
         ended = len(new_tokens) > 0 and int(new_tokens[-1]) == self.tokenizer.eos_token_id
@@ -136,12 +145,13 @@ class TransformersGenerator(WorkerGenerator):
             )
         finally:
             self.tokenizer.padding_side = side
+        inputs = on_device(inputs, model_device(self.model))
         options = self._options(max_new_tokens, None)
         output = self.submit(None, lambda _: self.model.generate(**inputs, **options)).result()
         width = inputs["input_ids"].shape[1]
         return [
             cut_at_stop(self.tokenizer.decode(row[width:], skip_special_tokens=True))[0].strip()
-            for row in output
+            for row in output.cpu()
         ]
 
     def stream(
@@ -182,7 +192,8 @@ class TransformersGenerator(WorkerGenerator):
 
 
 def load_transformers(settings: Settings) -> TransformersGenerator:
-    """Load tokenizer and model on the CPU, from a GGUF file when one is configured."""
+    """Load tokenizer and model on RAG_DEVICE, from a GGUF file when one is configured."""
+    device = resolve_device(settings.device)  # a GPU asked for and absent fails before loading
     source = resolve_source(settings)
     if settings.threads:
         import torch
@@ -199,8 +210,16 @@ def load_transformers(settings: Settings) -> TransformersGenerator:
                 save_dequantized(model, tokenizer, cache)
     except Exception as exc:  # OSError, ValueError, ImportError...: all mean "cannot load"
         raise ModelLoadError(f"could not load generator {settings.generator!r}: {exc}") from exc
+    if device != "cpu":
+        model.to(device=device, dtype=generation_dtype(device))
     model.eval()
-    log.info("loaded generator %s%s", source.name, " from its cache" if cached else "")
+    log.info(
+        "loaded generator %s%s on %s (%s)",
+        source.name,
+        " from its cache" if cached else "",
+        device,
+        str(model.dtype).removeprefix("torch."),
+    )
     return TransformersGenerator(model, tokenizer, source.name, settings)
 
 
