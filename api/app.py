@@ -30,6 +30,7 @@ def load_models_and_indexes(service: ServiceState) -> None:
 
     embedder = load_embedder(service.settings)
     generator = load_generator(service.settings)
+    generator.count_text_tokens("ready")  # whatever tokenizer the counts need, loaded now
     for name in service.names:
         service.served[name] = ServedIndex(service.settings, name, embedder, generator)
 
@@ -44,8 +45,11 @@ def create_app(
     """`loader` fills the service state; in the background so /healthz answers at once."""
     for variable in OFFLINE:  # no model library may reach a hub at run time
         os.environ[variable] = "1"
+    # A model server batches concurrent requests; an in-process backend runs one at a time.
+    remote = settings.generator_backend == "openai"
+    running = settings.generator_concurrency if remote else 1
     service = ServiceState(
-        settings=settings, names=names, queue=GenerationQueue(settings.max_queue)
+        settings=settings, names=names, queue=GenerationQueue(settings.max_queue, running)
     )
 
     def load() -> None:

@@ -25,9 +25,10 @@ from rag.errors import (
     InputError,
     RagError,
 )
+from rag.generators import GeneratorUnavailable
 
 log = logging.getLogger(__name__)
-PATH = re.compile(r"(/[\w.+-]+){2,}")
+PATH = re.compile(r"(?<![\w:/])(/[\w.+-]+){2,}")  # not a URL's path: it names a server
 
 
 def redact(text: str) -> str:
@@ -92,6 +93,8 @@ def rag_error_status(exc: RagError) -> tuple[int, str]:
         return 404, "Index not found"
     if isinstance(exc, QueueFull):
         return 503, "Too many questions waiting"
+    if isinstance(exc, GeneratorUnavailable):
+        return 503, "Generator unavailable"
     if isinstance(exc, GenerationTimeout):
         return 504, "Generation timed out"
     if isinstance(exc, CorruptIndexError | IndexFormatError):

@@ -172,9 +172,14 @@ def ask_command(
             handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     else:
         quiet_libraries()
+    generator = None
+    if s.generator_backend == "openai":  # a wrong server or model fails now, not after loading
+        from rag.generators import load_generator
+
+        generator = load_generator(s)
     if not as_json:
         typer.echo("loading models...", err=True)
-    answer = open_pipeline(s, name).ask(question, k=k, mode=mode)
+    answer = open_pipeline(s, name, generator=generator).ask(question, k=k, mode=mode)
     if as_json:
         emit(answer.as_dict())
         return
@@ -350,13 +355,23 @@ def eval_command(
             f"documents, e.g. {first.question!r} -> {first.answers[0]!r}"
         )
     s = settings()
+    # Fine-tuning trains the torch model in this process: with onnx every system answers on
+    # transformers; a model server still answers closed, naive and rag.
+    tunes = bool({"ft", "ft+rag"} & set(chosen))
+    if tunes and s.generator_backend == "onnx":
+        generator = load_transformers(s)
+    else:
+        generator = load_generator(s)  # a model server's errors show before anything loads
+        if tunes and s.generator_backend == "openai":
+            from rag.generators.openai_server import ServedAndTrainable
+
+            generator = ServedAndTrainable(generator, load_transformers(s))
     run = run_evaluation(
         dataset,
         out,
         s,
         load_embedder(s),
-        # fine-tuning trains the torch model: the ft systems run on transformers
-        load_transformers(s) if {"ft", "ft+rag"} & set(chosen) else load_generator(s),
+        generator,
         systems=chosen,
         limit=limit,
         seed=seed,
@@ -397,7 +412,22 @@ def serve_command(
     names = [check_name(n) for n in index]
     for name in names:  # fail fast on a missing or broken index, before loading models
         load_index(s, name).close()
+    if s.generator_backend == "openai":  # a model server that is wrong now stays wrong: exit 2
+        from rag.generators.openai_server import load_openai
+
+        load_openai(s).close()
     uvicorn.run(create_app(s, names), host=host, port=port, log_level="info")
+
+
+@app.command("generator-folder")
+@reports_errors
+def generator_folder_command() -> None:
+    """Print a plain model folder of the configured generator, for a model server to load
+    (the packaged GGUF is dequantized once, into the cache `rag ask` uses too)."""
+    from rag.generators.openai_server import plain_model_folder
+
+    quiet_libraries()
+    typer.echo(plain_model_folder(settings()))
 
 
 def main() -> None:  # pragma: no cover - console entry point

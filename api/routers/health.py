@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from api.deps import ServiceState, require_api_key, state
 from api.problems import redact
 from api.schemas import IndexInfo, problem_responses
+from rag.errors import RagError
 
 router = APIRouter(tags=["health"])
 State = Annotated[ServiceState, Depends(state)]
@@ -25,18 +26,28 @@ def healthz() -> dict[str, str]:
     "/readyz", dependencies=[Depends(require_api_key)], responses=problem_responses(401, 503)
 )
 def readyz(service: State) -> JSONResponse:
-    """Models and indexes are loaded; 503 until then, or while an index cannot be loaded."""
+    """Models and indexes are loaded (and a remote model server answers, serving the model);
+    503 until then, or while an index cannot be loaded."""
     if not service.ready:
-        detail = service.load_error or "loading models and indexes"
-        body = {"type": "about:blank", "title": "Not ready", "status": 503, "detail": detail}
-        return JSONResponse(body, 503, {"Retry-After": "5"}, "application/problem+json")
+        return not_ready(service.load_error or "loading models and indexes")
+    generator = next((s.generator for s in service.served.values() if s.generator), None)
+    check = getattr(generator, "check", None)  # backends that depend on a server have one
+    if check is not None:
+        try:
+            check()
+        except RagError as exc:
+            return not_ready(redact(str(exc)))
     errors = {name: redact(s.last_error) for name, s in service.served.items() if s.last_error}
     versions = {name: s.current().index.version for name, s in service.served.items()}
-    generator = next((s.generator for s in service.served.values() if s.generator), None)
     running = {"name": generator.name, "backend": generator.backend} if generator else None
     return JSONResponse(
         {"status": "ready", "versions": versions, "errors": errors, "generator": running}
     )
+
+
+def not_ready(detail: str) -> JSONResponse:
+    body = {"type": "about:blank", "title": "Not ready", "status": 503, "detail": detail}
+    return JSONResponse(body, 503, {"Retry-After": "5"}, "application/problem+json")
 
 
 @router.get(

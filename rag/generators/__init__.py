@@ -11,6 +11,7 @@ from rag.generators.base import (
     ChatGenerator,
     Generation,
     GenerationQueue,
+    GeneratorUnavailable,
     QueueFull,
     WorkerGenerator,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "Generation",
     "GenerationQueue",
     "GeneratorChatModel",
+    "GeneratorUnavailable",
     "QueueFull",
     "WorkerGenerator",
     "load_generator",
@@ -30,6 +32,10 @@ __all__ = [
 
 def load_generator(settings: Settings) -> ChatGenerator:
     """Load the configured generator with the backend RAG_GENERATOR_BACKEND names."""
+    if settings.generator_backend == "openai":  # a model server answers: nothing loads here
+        from rag.generators.openai_server import load_openai
+
+        return load_openai(settings)
     if settings.generator_backend == "onnx":
         from rag.generators.onnx import load_onnx
 

@@ -82,11 +82,19 @@ class QueueFull(RagError):
     """Too many generations waiting: the client should retry later (503)."""
 
 
-class GenerationQueue:
-    """Admits one running generation plus `waiting` queued ones; beyond that, QueueFull."""
+class GeneratorUnavailable(RagError):
+    """The model server failed, refused or broke off an answer (503 from rag serve)."""
 
-    def __init__(self, waiting: int) -> None:
-        self.limit = waiting + 1
+
+class GenerationQueue:
+    """Admits `running` generations at once plus `waiting` queued ones; beyond that, QueueFull.
+
+    An in-process backend runs one generation at a time (`running=1`); a model server batches
+    concurrent requests itself, so `rag serve` lets RAG_GENERATOR_CONCURRENCY of them run.
+    """
+
+    def __init__(self, waiting: int, running: int = 1) -> None:
+        self.limit = waiting + running
         self.active = 0
         self.lock = threading.Lock()
 
