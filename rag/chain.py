@@ -16,17 +16,17 @@ from typing import Any
 import numpy as np
 from langchain_core.runnables import Runnable, RunnableLambda
 
+from rag.calibration import gate_signals, load_gate
 from rag.config import RetrievalMode, Settings
 from rag.embeddings import Embedder
 from rag.errors import InputError
 from rag.evidence import quote
-from rag.focus import Sentence, focus_passages, rank_sentences
+from rag.focus import Sentence, focus_passages
 from rag.generators import ChatGenerator, to_chat
 from rag.grounding import (
     adds_nothing,
     cited_numbers,
     has_content,
-    pinned_names,
     says_unknown,
     support,
     tidy_reply,
@@ -70,6 +70,8 @@ class Answer:
     draft: str | None = None
     support: float | None = None
     quoted: bool = False
+    # the gate's score: P(the passages hold the answer) under a calibrated gate
+    answerability: float | None = None
     # prompt_tokens (passages included), completion_tokens, finish_reason: what OpenAI reports
     usage: dict[str, Any] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
@@ -89,6 +91,7 @@ class Turn:
     vector: np.ndarray | None = None
     passages: list[Passage] = field(default_factory=list)
     refusal: str | None = None  # the gate's reason: nothing relevant, no generation
+    answerability: float | None = None  # the gate's score (calibrated: P(answerable))
     ranked: list[Sentence] = field(default_factory=list)
     shown: list[tuple[int, Passage]] = field(default_factory=list)  # what the model was given
     messages: list[dict[str, str]] | None = None
@@ -153,6 +156,7 @@ class Pipeline:
         self.generator = generator
         self.settings = settings
         self.reranker = reranker
+        self.gate = load_gate(settings, index.name, index.version)
 
     # -- the steps -------------------------------------------------------------------------
 
@@ -196,30 +200,25 @@ class Pipeline:
             turn.timings["rerank_ms"] = _ms(start)
 
     def _gate(self, turn: Turn) -> None:
-        """Refuse before generating when no passage is relevant: nothing to answer from.
+        """Refuse before generating when the passages do not hold the answer.
 
-        Relevance is judged on the passages (dense similarity, the names asked about) and on
-        their best sentence: a question about a document missing from the index still finds
-        passages on its topic, but rarely a sentence that matches it closely. A question whose
-        names are all found, at least one of them only in these passages, needs no close
-        sentence (grounding.pinned_names): comparisons span two passages.
+        A question about a document missing from the index still finds passages on its topic,
+        so no one score decides: the gate (rag/calibration.py) weighs the retrieval's and the
+        best sentence's signals with the model calibrated on this index's own probe
+        questions, or applies the fixed thresholds where the index has no calibration. A name
+        asked about that no passage mentions refuses outright: any answer is about someone else.
         """
         s, passages = self.settings, turn.passages
-        if max((p.similarity for p in passages), default=0.0) < s.min_score:
-            turn.refusal = "no passage scored above min_score" if passages else "the index is empty"
+        if not passages:
+            turn.refusal = "the index is empty"
         elif s.check_names and (missing := unmentioned_names(turn.question, passages)):
             turn.refusal = f"no passage mentions {', '.join(missing)}"
         else:
-            turn.ranked = rank_sentences(
-                turn.question, passages, self.embedder, s.focus_lexical_weight, turn.vector
+            signals, turn.ranked = gate_signals(
+                turn.question, passages, self.embedder, self.index, s, turn.vector
             )
-            best = turn.ranked[0].score if turn.ranked else 0.0
-            if best < s.min_sentence_score and not (
-                s.pinned_names_pass
-                and s.check_names
-                and pinned_names(turn.question, passages, self.index)
-            ):
-                turn.refusal = f"no sentence matched the question closely ({best:.2f})"
+            turn.answerability = round(self.gate.score(signals), 4)
+            turn.refusal = self.gate.refusal(signals)
 
     def _focus(self, turn: Turn) -> list[tuple[int, Passage]]:
         s = self.settings
@@ -350,6 +349,7 @@ class Pipeline:
             draft=turn.draft if (abstained or turn.quoted) else None,
             support=None if turn.support is None else round(turn.support, 3),
             quoted=turn.quoted,
+            answerability=turn.answerability,
             usage=turn.usage,
         )
 

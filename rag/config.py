@@ -121,6 +121,21 @@ class Settings(BaseSettings):
     min_support: float = Field(
         1.0, ge=0, le=1, description="share of the answer's words in the sentences shown"
     )
+    # Refusal is calibrated on each index (rag/calibration.py, docs/refusal.md); min_score,
+    # min_sentence_score and pinned_names_pass decide only under refusal_gate="fixed", or as
+    # the fallback when an index has no usable calibration (rag indexes says which).
+    refusal_gate: Literal["calibrated", "fixed"] = Field(
+        "calibrated", description="calibrated per index, or the fixed thresholds below"
+    )
+    calibration_probes: int = Field(
+        120, ge=0, le=5000, description="probe questions per calibration; 0: do not calibrate"
+    )
+    calibration_false_refusal: float = Field(
+        0.1, gt=0, lt=0.5, description="share of answerable probes the gate may refuse"
+    )
+    refusal_threshold: float | None = Field(
+        None, ge=0, le=1, description="overrides the calibrated answerability threshold"
+    )
     abstain_text: str = "I don't know."
     # Sentence selection before generation (rag/focus.py); 0 shows the model whole passages.
     check_names: bool = Field(True, description="abstain when no passage names what is asked")

@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from rag.calibration import CalibrationError, calibrate_index, read_calibration
 from rag.chunking import Chunk, Chunker
 from rag.config import Settings
 from rag.documents import Corpus, Document, load_corpus
@@ -52,6 +53,8 @@ class SyncReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     rebuilt: bool = False
+    # the refusal gate of the new version (rag/calibration.py); its seconds are not in `seconds`
+    calibration: dict[str, Any] | None = None
 
     @property
     def written(self) -> bool:
@@ -362,11 +365,21 @@ def index_corpus(
     started = time.perf_counter()
     corpus = load_corpus(corpus_path)
     store = open_store(settings)
+    texts = {doc.id: doc.text for doc in corpus.documents}
     if not rebuild and (report := check_up_to_date(corpus, store, name, settings)):
         report.seconds = time.perf_counter() - started
+        if needs_calibration(settings, name, report.version):  # missing or unreadable
+            report.calibration = calibrate_index(
+                settings,
+                name,
+                embedder or load_embedder(settings),
+                texts,
+                show_progress=show_progress,
+            )
         return report
     embedder = embedder or load_embedder(settings)
-    return sync_index(
+    before = _live_documents(store, name)
+    report = sync_index(
         corpus,
         store,
         name,
@@ -376,6 +389,45 @@ def index_corpus(
         show_progress=show_progress,
         engine=_engine(engine, settings, ray_address),
     )
+    if report.written or needs_calibration(settings, name, report.version):
+        changed = None
+        if before is not None and not rebuild:
+            hashes = {doc.id: doc.hash for doc in corpus.documents}
+            changed = {i for i in hashes if before[0].get(i) != hashes[i]} | (
+                set(before[0]) - set(hashes)
+            )
+        report.calibration = calibrate_index(
+            settings,
+            name,
+            embedder,
+            texts,
+            previous_version=before[1] if before else None,
+            changed=changed,
+            show_progress=show_progress,
+        )
+    return report
+
+
+def _live_documents(store: Store, name: str) -> tuple[dict[str, str], str] | None:
+    """The live version's document hashes and its version, for an incremental calibration."""
+    try:
+        manifest = store.live_manifest(name)
+    except (OSError, CorruptIndexError):
+        return None
+    if manifest is None:
+        return None
+    return {i: d["hash"] for i, d in manifest["documents"].items()}, manifest["version"]
+
+
+def needs_calibration(settings: Settings, name: str, version: str | None) -> bool:
+    """A calibrated gate is wanted and this version has no readable calibration."""
+    if version is None or settings.refusal_gate == "fixed" or not settings.calibration_probes:
+        return False
+    try:
+        read_calibration(settings, name, version)
+    except CalibrationError:
+        return True
+    return False
 
 
 def _engine(name: str, settings: Settings, address: str | None) -> Engine:

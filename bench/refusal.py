@@ -1,0 +1,172 @@
+"""Does the calibrated gate refuse what the index cannot answer, on corpora it was never tuned on?
+
+    python -m bench.refusal ../shared/data/covidqa-dev:report \
+        ../shared/data/fictional-people:report corpora/python-reference/docs:all /tmp/package-docs
+
+For each dataset (`folder:split`): documents are removed from the index until at least 30
+questions about them have no answer in any remaining document (rag.evaluation.refusal); the
+rest are indexed, which calibrates the gate on the index's own probe questions. Then, without
+generating (the gate decides before the model runs), it prints the share refused of
+answerable questions, of unanswerable ones, and of held-out questions still answerable from
+other documents, each with its 95% interval and count, for the calibrated gate, the fixed
+thresholds, and the calibrated model refitted on subsets of its signals (what each adds).
+Also the calibration's cost against the index build's. Writes bench/refusal.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.answerability import FEATURES, fit
+from rag.calibration import _arrays, read_calibration
+from rag.chain import Pipeline
+from rag.config import Settings
+from rag.embeddings import load_embedder
+from rag.evaluation.data import in_split, load_dataset
+from rag.evaluation.refusal import choose_held, refusal_figures, split_held
+from rag.evaluation.run import write_corpus
+from rag.indexing import index_corpus
+from rag.store import load_index
+
+SUBSETS = {
+    "sentence only": ("sentence", "sentence_words"),
+    "retrieval only": ("dense", "rare_words"),
+    "all but rare_words": tuple(f for f in FEATURES if f != "rare_words"),
+    "all but pinned": tuple(f for f in FEATURES if f != "pinned"),
+    "all": FEATURES,
+}
+
+
+def gate(pipeline: Pipeline, question: str) -> tuple[bool, float | None, list[float] | None]:
+    """(refused, score, signals) of the gate alone: retrieval, sentences, no generation."""
+    from rag.calibration import gate_signals
+
+    turn = pipeline._start(question)
+    pipeline._gate(turn)
+    signals = None
+    if turn.ranked:
+        found, _ = gate_signals(
+            turn.question, turn.passages, pipeline.embedder, pipeline.index, pipeline.settings
+        )
+        signals = found.vector().tolist()
+    return turn.refusal is not None, turn.answerability, signals
+
+
+def run(spec: str, work: Path, embedder, limit: int, seed: int) -> dict[str, Any]:
+    folder, _, split = spec.partition(":")
+    dataset = load_dataset(Path(folder))
+    scored = in_split(dataset.test, split or "all")
+    rng = random.Random(seed)
+    held = choose_held(scored, dataset.documents, rng, 0.1)
+    remaining = [d for d in dataset.documents if d.id not in held]
+    on_held = [q for q in scored if q.doc_id in held]
+    unanswerable, still = split_held(on_held, remaining)
+    answerable = [q for q in scored if q.doc_id and q.doc_id not in held]
+    rng.shuffle(answerable)
+    answerable = answerable[:limit]
+    settings = Settings(index_root=work / dataset.name)
+    corpus = write_corpus(remaining, work / dataset.name / "corpus" / "corpus.jsonl")
+    report = index_corpus(
+        corpus, "bench", settings, embedder=embedder, rebuild=True, show_progress=False
+    )
+    index = load_index(settings, "bench")
+    calibration = read_calibration(settings, "bench", index.version)
+    out: dict[str, Any] = {
+        "dataset": spec,
+        "documents_indexed": len(remaining),
+        "documents_removed": len(held),
+        "chunks": report.chunks,
+        "index_seconds": round(report.seconds, 2),
+        "calibration_seconds": round(calibration.seconds, 2),
+        "calibration_share_of_build": round(calibration.seconds / report.seconds, 3),
+        "calibration": calibration.summary(),
+        "gates": {},
+    }
+    signals: dict[str, list] = {}
+    for gate_kind in ("calibrated", "fixed"):
+        pipeline = Pipeline(
+            index, embedder, None, settings.model_copy(update={"refusal_gate": gate_kind})
+        )
+        results = {
+            kind: [gate(pipeline, q.question) for q in questions]
+            for kind, questions in (
+                ("answerable", answerable),
+                ("unanswerable", unanswerable),
+                ("still", still),
+            )
+        }
+        signals = {kind: [r[2] for r in rows] for kind, rows in results.items()}
+        out["gates"][gate_kind] = refusal_figures(
+            *[[r[0] for r in results[k]] for k in ("answerable", "unanswerable", "still")], seed
+        )
+    # What each signal adds: the model refitted on the same probes with some signals only.
+    x, y = _arrays(calibration.probes)
+    ok_probes = x[y == 1]
+    for name, subset in SUBSETS.items():
+        cols = [FEATURES.index(f) for f in subset]
+        model = fit(x[:, cols], y)
+
+        def score(rows, model=model, cols=cols):
+            v = np.array([r if r is not None else [0.0] * len(FEATURES) for r in rows])
+            if not len(v):
+                return np.array([])
+            z = (v[:, cols] - np.array(model.mean)) / np.array(model.scale)
+            return 1 / (1 + np.exp(-(z @ np.array(model.weights) + model.bias)))
+
+        threshold = np.quantile(score(ok_probes), settings.calibration_false_refusal)
+        refused = {
+            kind: [bool(r is None or s < threshold) for r, s in zip(rows, score(rows), strict=True)]
+            for kind, rows in signals.items()
+        }
+        out["gates"][f"signals: {name}"] = refusal_figures(
+            refused["answerable"], refused["unanswerable"], refused["still"], seed
+        )
+    return out
+
+
+def pct(f: dict[str, float]) -> str:
+    return f"{f['mean']:.0%} [{f['low']:.0%}, {f['high']:.0%}] n={f['n']}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("datasets", nargs="+", help="folder:split (split: tune, report, all)")
+    parser.add_argument("--answerable", type=int, default=200, help="answerable questions asked")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/bench-refusal"))
+    parser.add_argument("--out", type=Path, default=Path("bench/refusal.json"))
+    args = parser.parse_args()
+    print(f"cpu: {platform.processor() or platform.machine()}")
+    embedder = load_embedder(Settings())
+    runs = []
+    for spec in args.datasets:
+        started = time.perf_counter()
+        result = run(spec, args.work, embedder, args.answerable, args.seed)
+        runs.append(result)
+        print(
+            f"\n{spec}: {result['documents_indexed']} documents indexed, "
+            f"{result['documents_removed']} removed, {result['chunks']} chunks; index "
+            f"{result['index_seconds']} s, calibration {result['calibration_seconds']} s "
+            f"({result['calibration_share_of_build']:.0%} of the build); "
+            f"threshold {result['calibration']['threshold']} "
+            f"({time.perf_counter() - started:.0f} s)"
+        )
+        print(f"{'gate':28} {'unanswerable refused':28} {'answerable refused':28} still answ.")
+        for name, g in result["gates"].items():
+            print(
+                f"{name:28} {pct(g['unanswerable_refused']):28} "
+                f"{pct(g['answerable_refused']):28} {pct(g['still_answerable_refused'])}"
+            )
+    args.out.write_text(json.dumps(runs, indent=1))
+
+
+if __name__ == "__main__":
+    main()
