@@ -107,6 +107,8 @@ class IndexInfo(BaseModel):
     generator_backend: str | None = None  # transformers or onnx: never a silent fallback
     updated_at: str | None
     last_error: str | None = None
+    # how this version refuses: the calibrated gate and its figures, or which fallback and why
+    refusal: dict[str, Any] | None = None
 
 
 class ContentPart(BaseModel):

@@ -404,11 +404,32 @@ def save_calibration(settings: Settings, calibration: Calibration) -> Path:
     return path
 
 
+def save_fallback(settings: Settings, name: str, version: str, why: str) -> None:
+    """Record that this version could not be calibrated, so each load says why (and no load
+    tries again): the fixed thresholds are in force for it."""
+    path = calibration_path(settings, name, version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({"format": FORMAT, "fallback": why, "version": version}))
+    os.replace(tmp, path)
+
+
+def is_recorded_fallback(settings: Settings, name: str, version: str) -> bool:
+    try:
+        data = json.loads(calibration_path(settings, name, version).read_text("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and "fallback" in data
+
+
 def read_calibration(settings: Settings, name: str, version: str) -> Calibration:
     """The calibration of a version, or CalibrationError saying what is wrong with it."""
     path = calibration_path(settings, name, version)
     try:
-        calibration = Calibration.from_dict(json.loads(path.read_text("utf-8")))
+        data = json.loads(path.read_text("utf-8"))
+        if isinstance(data, dict) and "fallback" in data:
+            raise CalibrationError(str(data["fallback"]))
+        calibration = Calibration.from_dict(data)
     except FileNotFoundError:
         raise CalibrationError(
             f"no calibration for index {name!r} version {version} ({path}); "
@@ -477,7 +498,10 @@ def load_gate(settings: Settings, name: str, version: str) -> Gate:
     try:
         calibration = read_calibration(settings, name, version)
     except CalibrationError as exc:
-        log.warning("%s; refusing by the fixed thresholds meanwhile", exc)
+        if is_recorded_fallback(settings, name, version):
+            log.info("%s; this index refuses by the fixed thresholds", exc)
+        else:
+            log.warning("%s; refusing by the fixed thresholds meanwhile", exc)
         return fixed_gate(settings, f"fallback: {exc}")
     if settings.refusal_threshold is not None:
         why = (
@@ -537,6 +561,7 @@ def calibrate_index(
         return load_gate(settings, name, calibration.version).describe() | calibration.summary()
     except CalibrationError as exc:
         log.warning("%s; this index refuses by the fixed thresholds", exc)
+        save_fallback(settings, name, index.version, str(exc))
         return fixed_gate(settings, f"fallback: {exc}").describe()
     finally:
         index.close()

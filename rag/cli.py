@@ -140,6 +140,8 @@ def index_command(
             f"  chunks: {report.chunks} (+{report.chunks_added} -{report.chunks_removed}) in "
             f"{report.seconds:.1f} s, {report.chunks_per_second:.1f} chunks/s"
         )
+    if report.calibration:
+        typer.echo(f"  refusal: {refusal_line(report.calibration)}")
     if report.skipped:
         typer.echo(f"  skipped {len(report.skipped)}:")
         for where, why in report.skipped[:20]:
@@ -232,10 +234,14 @@ def search_command(
 @reports_errors
 def indexes_command(as_json: JsonOption = False) -> None:
     """List indexes with their documents, chunks, embedder and build time."""
+    from rag.calibration import describe_calibration
     from rag.store import describe_indexes, open_store
 
     s = settings()
     rows = describe_indexes(s)
+    for row in rows:
+        if "error" not in row:
+            row["refusal"] = describe_calibration(s, row["name"], row["version"])
     if as_json:
         emit(rows)
         return
@@ -251,6 +257,21 @@ def indexes_command(as_json: JsonOption = False) -> None:
             f"{row['embedder']}, updated {row['updated_at']} "
             f"(last build {row['build_seconds']:.1f} s, {row['size_mb']:.1f} MB)"
         )
+        typer.echo(f"  refusal: {refusal_line(row['refusal'])}")
+
+
+def refusal_line(refusal: dict) -> str:
+    """One line on how an index refuses: its calibrated threshold and checked rates, or why not."""
+    if refusal["gate"] != "calibrated":
+        return f"fixed thresholds (min_sentence_score {refusal['threshold']}): {refusal['why']}"
+    checked = refusal.get("checked") or {}
+    rates = ""
+    if checked.get("answerable_refused") is not None:
+        rates = (
+            f"; on held-out probes it refused {checked['unanswerable_refused']:.0%} of "
+            f"unanswerable, {checked['answerable_refused']:.0%} of answerable"
+        )
+    return f"calibrated, threshold {refusal['threshold']:.2f} ({refusal['why']}){rates}"
 
 
 @app.command("eval-retrieval")

@@ -13,7 +13,12 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from rag.calibration import CalibrationError, calibrate_index, read_calibration
+from rag.calibration import (
+    CalibrationError,
+    calibrate_index,
+    is_recorded_fallback,
+    read_calibration,
+)
 from rag.chunking import Chunk, Chunker
 from rag.config import Settings
 from rag.documents import Corpus, Document, load_corpus
@@ -426,7 +431,7 @@ def needs_calibration(settings: Settings, name: str, version: str | None) -> boo
     try:
         read_calibration(settings, name, version)
     except CalibrationError:
-        return True
+        return not is_recorded_fallback(settings, name, version)
     return False
 
 

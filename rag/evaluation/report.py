@@ -47,6 +47,9 @@ def write_report(out: Path, run: dict[str, Any]) -> list[Path]:
             handle.write(json.dumps(row, default=str) + "\n")
     draw_chart(results, out / "chart.png")
     paths = [out / n for n in ("report.md", "results.json", "predictions.jsonl", "chart.png")]
+    if any("coverage_curve" in v for v in results["systems"].values()):
+        draw_refusal(results, out / "refusal.png")
+        paths.append(out / "refusal.png")
     if curves(results):
         draw_curves(results, out / "curves.png")
         paths.append(out / "curves.png")
@@ -77,6 +80,13 @@ def prep_seconds(results: dict[str, Any], system: str) -> float:
     if system == "ft+rag" and prep.get("ft+rag", {}).get("shared_with") == "ft":
         seconds += prep["ft"]["seconds"]
     return seconds
+
+
+def interval(f: dict[str, float]) -> str:
+    """A refusal rate with its 95% interval and count."""
+    if not f["n"]:
+        return "n/a (0)"
+    return f"{f['mean']:.0%} [{f['low']:.0%}, {f['high']:.0%}] ({f['n']})"
 
 
 def pct(interval: dict[str, float]) -> str:
@@ -139,21 +149,35 @@ def markdown(r: dict[str, Any]) -> str:
             lines.append(f"| {name} | {s[f'recall@{k}']:.1%} | {s['mrr@10']:.3f} | {supported} |")
     lines += [
         "",
-        "## Abstention",
+        "## Refusal",
         "",
-        f"On {setup['held_out_questions']} questions about {len(setup['held_out_documents'])} "
-        "documents removed from the index and from fine-tuning: how often each system says it "
-        "does not know (higher is better).",
+        f"{len(setup['held_out_documents'])} documents were removed from the index and from "
+        f"fine-tuning. Of the {setup['held_out_questions']} questions about them, "
+        f"{setup.get('unanswerable_questions', setup['held_out_questions'])} have no answer in "
+        "any document left in the index (unanswerable: refusing is right); the other "
+        f"{setup.get('still_answerable_questions', 0)} are still answerable from other "
+        "documents and are counted apart. Each cell: share refused, 95% interval, questions.",
         "",
-        "| system | abstained (held out) | abstained (answerable) |",
-        "|---|---|---|",
+        "| system | unanswerable refused (higher is better) | answerable refused (lower) "
+        "| still answerable refused |",
+        "|---|---|---|---|",
     ]
     for name, s in systems.items():
-        held = s["abstention_on_held_out"]
+        f = s.get("refusal")
+        if f is None:
+            continue
         lines.append(
-            f"| {name} | {'n/a' if held is None else f'{held:.1%}'} "
-            f"| {s['abstained_on_main']:.1%} |"
+            f"| {name} | {interval(f['unanswerable_refused'])} "
+            f"| {interval(f['answerable_refused'])} | {interval(f['still_answerable_refused'])} |"
         )
+    for name, gate in setup.get("refusal_gates", {}).items():
+        lines.append(f"\n{name} refuses by the {gate['gate']} gate: {gate['why']}.")
+    if any("coverage_curve" in s for s in systems.values()):
+        lines += [
+            "",
+            "refusal.png: answered share against the accuracy (containment) of what was "
+            "answered, as the gate's threshold rises from the one in force.",
+        ]
     lines += cost_section(r)
     nk = r.get("new_knowledge", {})
     if nk:
@@ -388,6 +412,35 @@ def draw_curves(r: dict[str, Any], path: Path) -> None:
             ax.set_title(f"{name}: {p['config']['recipe']} ({p['config']['method']})")
         row[0].set_ylabel("answer containment")
         row[1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def draw_refusal(r: dict[str, Any], path: Path) -> None:
+    """The refusal/coverage curve of each retrieval system, and unanswerable refusal beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, s in r["systems"].items():
+        points = s.get("coverage_curve")
+        if not points:
+            continue
+        xs = [p["answered"] for p in points]
+        left.plot(xs, [p["accuracy_of_answered"] for p in points], "-o", ms=3, label=name)
+        right.plot(xs, [p["unanswerable_refused"] for p in points], "-o", ms=3, label=name)
+    left.set_xlabel("share of answerable questions answered")
+    left.set_ylabel("containment of the answered")
+    right.set_xlabel("share of answerable questions answered")
+    right.set_ylabel("unanswerable questions refused")
+    for ax in (left, right):
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=8)
+    fig.suptitle("as the refusal threshold rises from the one in force (right to left)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

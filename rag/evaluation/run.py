@@ -34,6 +34,13 @@ from rag.evaluation.finetune import (
 from rag.evaluation.memory import PeakMemory
 from rag.evaluation.metrics import bootstrap, containment, exact_match, f1_score, paired_bootstrap
 from rag.evaluation.recipes import RECIPES, build_training, closed_book
+from rag.evaluation.refusal import (
+    MIN_UNANSWERABLE,
+    choose_held,
+    coverage_curve,
+    refusal_figures,
+    split_held,
+)
 from rag.evaluation.report import prep_seconds
 from rag.evaluation.retrieval import recall_at_k, reciprocal_rank, unique_in_order
 from rag.evaluation.systems import SYSTEMS, ClosedBook, Naive, Prediction, Retrieval
@@ -52,9 +59,8 @@ def pick_questions(questions: list[Question], held: set[str], limit: int | None,
     on_held = [q for q in questions if q.doc_id in held]
     rng.shuffle(main)
     rng.shuffle(on_held)
-    if limit:
+    if limit:  # every question on the held-out documents is kept: refusal needs them
         main = stratified(main, limit)
-        on_held = on_held[: max(4, limit // 4)]
     return main, on_held
 
 
@@ -125,6 +131,7 @@ def run_evaluation(
     split: Split = "all",
     retrain: bool = False,
     show_progress: bool = True,
+    min_unanswerable: int = MIN_UNANSWERABLE,
 ) -> dict[str, Any]:
     """Prepare, answer, score; returns every number (write_report writes them to `out`).
 
@@ -142,10 +149,11 @@ def run_evaluation(
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     # held out from the scored half, so that refusals are measured where the scores are
-    asked = sorted({q.doc_id for q in scored if q.doc_id})
-    held = set(rng.sample(asked, min(len(asked), max(1, round(holdout * len(documents))))))
+    held = choose_held(scored, documents, rng, holdout, min_unanswerable)
     questions, held_questions = pick_questions(scored, held, limit, seed)
     base_docs = [d for d in documents if d.id not in held]
+    unanswerable, _ = split_held(held_questions, base_docs)
+    no_answer = {q.id for q in unanswerable}
     settings = settings.model_copy(update={"index_root": out / "index"})
     work = out / "work"
     shutil.rmtree(settings.index_root, ignore_errors=True)
@@ -175,6 +183,7 @@ def run_evaluation(
             "peak_rss_mb": memory.peak_mb,
             "chunks": report.chunks,
             "size_mb": dir_mb(settings.index_root / "eval"),
+            "calibration": report.calibration,
         }
     naive = None
     if "naive" in chosen:
@@ -259,11 +268,12 @@ def run_evaluation(
             show=show_progress,
         )
         held_rows = [(q, runner.answer(q.id, q.question)) for q in held_bar]
-        results["systems"][name] = summarize(rows, held_rows, settings.k, seed)
+        results["systems"][name] = summarize(rows, held_rows, settings.k, seed, no_answer)
         for q, p, s in rows:
             predictions.append(asdict(p) | s | {"kind": q.kind, "slice": "main", "gold": q.answers})
         for q, p in held_rows:
-            predictions.append(asdict(p) | {"kind": q.kind, "slice": "held-out", "gold": q.answers})
+            where = "held-out" if q.id in no_answer else "held-out, still answerable"
+            predictions.append(asdict(p) | {"kind": q.kind, "slice": where, "gold": q.answers})
         scores[name] = [s | {"kind": str(q.kind)} for q, _, s in rows]
 
     experiment = Experiment(
@@ -283,6 +293,13 @@ def run_evaluation(
         "generated_questions": generated_summary(dataset),
         "held_out_documents": sorted(held),
         "held_out_questions": len(held_questions),
+        "unanswerable_questions": len(no_answer),
+        "still_answerable_questions": len(held_questions) - len(no_answer),
+        "unanswerable_rule": "a question on a held-out document whose gold answer no document "
+        "left in the index holds (normalised containment); the others are still answerable",
+        "refusal_gates": {
+            name: runner.gate() for name, runner in runners.items() if hasattr(runner, "gate")
+        },
         "seed": seed,
         "limit": limit,
         "systems": list(systems),
@@ -339,6 +356,10 @@ ANSWERING_SETTINGS = {
     "min_score",
     "min_support",
     "min_sentence_score",
+    "refusal_gate",
+    "calibration_probes",
+    "calibration_false_refusal",
+    "refusal_threshold",
     "check_names",
     "pinned_names_pass",
     "quote_sentences",
@@ -353,7 +374,7 @@ ANSWERING_SETTINGS = {
 }
 
 
-def summarize(rows, held_rows, k: int, seed: int) -> dict[str, Any]:
+def summarize(rows, held_rows, k: int, seed: int, no_answer: set[str]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for metric in ("exact_match", "f1", "containment"):
         summary[metric] = asdict(bootstrap([s[metric] for _, _, s in rows], seed=seed))
@@ -369,9 +390,24 @@ def summarize(rows, held_rows, k: int, seed: int) -> dict[str, Any]:
         latencies[min(int(0.95 * len(latencies)), len(latencies) - 1)] if latencies else None
     )
     summary["abstained_on_main"] = statistics.fmean(p.abstained for _, p, _ in rows) if rows else 0
+    unanswerable = [(q, p) for q, p in held_rows if q.id in no_answer]
     summary["abstention_on_held_out"] = (
-        statistics.fmean(p.abstained for _, p in held_rows) if held_rows else None
+        statistics.fmean(p.abstained for _, p in unanswerable) if unanswerable else None
     )
+    summary["refusal"] = refusal_figures(
+        [p.abstained for _, p, _ in rows],
+        [p.abstained for _, p in unanswerable],
+        [p.abstained for q, p in held_rows if q.id not in no_answer],
+        seed,
+    )
+    if any(p.answerability is not None for _, p, _ in rows):
+        summary["coverage_curve"] = coverage_curve(
+            [p.answerability for _, p, _ in rows],
+            [s["containment"] for _, _, s in rows],
+            [not p.abstained for _, p, _ in rows],
+            [p.answerability for _, p in unanswerable],
+            [not p.abstained for _, p in unanswerable],
+        )
     with_docs = [(q, p) for q, p, _ in rows if p.retrieved and q.doc_id]
     if with_docs:
         summary[f"recall@{k}"] = statistics.fmean(

@@ -28,6 +28,7 @@ class Prediction:
     supported: bool | None = None
     reason: str | None = None  # why the retrieval chain abstained
     draft: str | None = None  # what the model said before the chain abstained
+    answerability: float | None = None  # the chain's gate score (rag systems)
 
 
 class ClosedBook:
@@ -63,7 +64,12 @@ class Retrieval:
             supported=not answer.abstained,
             reason=answer.reason,
             draft=answer.draft,
+            answerability=answer.answerability,
         )
+
+    def gate(self) -> dict[str, object]:
+        """Which refusal rule this system's index is under, for the report."""
+        return self.pipeline.gate.describe()
 
 
 NAIVE_PROMPT = (

@@ -1,0 +1,182 @@
+"""The calibrated gate: probes, the fitted model, its file, the fallbacks, and fair counting."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from rag.answerability import FEATURES, AnswerabilityModel, Signals, fit
+from rag.calibration import (
+    Calibration,
+    CalibrationError,
+    Probe,
+    calibrate,
+    calibration_path,
+    load_gate,
+    probe_question,
+    probe_questions,
+    read_calibration,
+    save_calibration,
+    save_fallback,
+)
+from rag.config import Settings
+from rag.documents import Document
+from rag.evaluation.data import Question
+from rag.evaluation.refusal import choose_held, coverage_curve, split_held
+from rag.indexing import index_corpus
+from rag.store import load_index
+
+
+def signals(**values: float) -> Signals:
+    return Signals(**({f: 0.0 for f in FEATURES} | values))
+
+
+def model() -> AnswerabilityModel:
+    rng = np.random.default_rng(0)
+    ok = rng.normal(0.8, 0.1, size=(60, len(FEATURES)))
+    no = rng.normal(0.3, 0.1, size=(60, len(FEATURES)))
+    return fit(np.vstack([ok, no]), np.array([1.0] * 60 + [0.0] * 60))
+
+
+def test_a_probe_drops_the_numbers_and_keeps_only_part_of_the_sentence() -> None:
+    sentence = "The northern reactor was rebuilt in 1987 after the great flood destroyed its hall."
+    question = probe_question(sentence, "Engineers from Oslo led the repairs.", random.Random(3))
+    assert question is not None and question.endswith("?")
+    words = question.rstrip("?").split()[1:]
+    assert "1987" not in question
+    sentence_words = [w for w in words if w.lower() in sentence.lower()]
+    assert 0 < len(sentence_words) < len(sentence.split()) - 3
+    assert probe_question("Yes it is.", "", random.Random(0)) is None  # nothing to ask about
+
+
+def test_probes_spread_over_the_documents_and_repeat_for_a_seed() -> None:
+    documents = {
+        f"d{i}": " ".join(
+            f"Station {i} keeps {n} goats named after planets near the coast." for n in range(5)
+        )
+        for i in range(6)
+    }
+    pairs = probe_questions(documents, 12, seed=1)
+    assert len(pairs) == 12
+    assert {d for d, _ in pairs} == set(documents)
+    assert probe_questions(documents, 12, seed=1) == pairs
+    assert {d for d, _ in probe_questions(documents, 12, seed=1, only={"d2"})} == {"d2"}
+
+
+def test_the_fitted_model_ranks_answerable_signals_higher_and_survives_its_file() -> None:
+    fitted = model()
+    high = signals(**{f: 0.8 for f in FEATURES})
+    low = signals(**{f: 0.3 for f in FEATURES})
+    assert fitted.score(high) > 0.9 > 0.1 > fitted.score(low)
+    again = AnswerabilityModel.from_dict(json.loads(json.dumps(fitted.as_dict())))
+    assert again.score(high) == pytest.approx(fitted.score(high))
+    broken = fitted.as_dict() | {"scale": [0.0] * len(FEATURES)}
+    with pytest.raises(ValueError, match="scales"):
+        AnswerabilityModel.from_dict(broken)
+
+
+def calibration(settings: Settings, version: str = "v-1") -> Calibration:
+    probe = Probe("d1", "What goats?", [0.8] * len(FEATURES), [0.3] * len(FEATURES))
+    return Calibration(
+        "tiny", version, model(), 0.5, 0.1, {"answerable_refused": 0.1}, [probe], 1.0
+    )
+
+
+def test_a_saved_calibration_reads_back_and_decides(tmp_path: Path) -> None:
+    settings = Settings(index_root=tmp_path)
+    save_calibration(settings, calibration(settings))
+    assert read_calibration(settings, "tiny", "v-1").threshold == 0.5
+    gate = load_gate(settings, "tiny", "v-1")
+    assert gate.kind == "calibrated"
+    assert gate.refusal(signals(**{f: 0.8 for f in FEATURES})) is None
+    assert "below the index's threshold" in gate.refusal(signals(**{f: 0.3 for f in FEATURES}))
+    strict = load_gate(settings.model_copy(update={"refusal_threshold": 0.9999}), "tiny", "v-1")
+    assert "RAG_REFUSAL_THRESHOLD" in strict.why
+    assert strict.refusal(signals(**{f: 0.8 for f in FEATURES})) is not None
+
+
+def test_a_missing_or_corrupted_calibration_falls_back_to_the_fixed_thresholds_and_says_so(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(index_root=tmp_path)
+    gate = load_gate(settings, "tiny", "v-1")
+    assert gate.kind == "fixed" and "no calibration" in gate.why and "rag index" in gate.why
+    path = calibration_path(settings, "tiny", "v-1")
+    path.parent.mkdir(parents=True)
+    path.write_text('{"format": 1, "threshold": 7')
+    gate = load_gate(settings, "tiny", "v-1")
+    assert gate.kind == "fixed" and "unreadable" in gate.why and str(path) in gate.why
+    assert gate.threshold == settings.min_sentence_score
+    save_fallback(settings, "tiny", "v-1", "index 'tiny' has 2 document(s)")
+    assert "2 document(s)" in load_gate(settings, "tiny", "v-1").why
+    with pytest.raises(CalibrationError, match="2 document"):
+        read_calibration(settings, "tiny", "v-1")
+
+
+def test_out_of_range_overrides_are_refused_with_the_setting_named() -> None:
+    with pytest.raises(ValidationError, match="refusal_threshold"):
+        Settings(refusal_threshold=1.5)
+    with pytest.raises(ValidationError, match="calibration_false_refusal"):
+        Settings(calibration_false_refusal=0.7)
+
+
+def test_a_corpus_of_two_documents_is_not_calibrated_and_rag_index_says_why(
+    tmp_path: Path, fake_embedder
+) -> None:
+    corpus = tmp_path / "two"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Alpha station keeps seventeen goats named after planets.\n")
+    (corpus / "b.txt").write_text("Beta harbour has a lighthouse called Wenlock since 1901.\n")
+    settings = Settings(index_root=tmp_path / "indexes")
+    report = index_corpus(corpus, "two", settings, embedder=fake_embedder, show_progress=False)
+    assert report.calibration["gate"] == "fixed"
+    assert "2 document(s)" in report.calibration["why"]
+    index = load_index(settings, "two")
+    with pytest.raises(CalibrationError, match="at least 3"):
+        calibrate(index, fake_embedder, settings, {"a": "x", "b": "y"})
+    assert "2 document(s)" in load_gate(settings, "two", index.version).why
+
+
+def doc(i: str, text: str) -> Document:
+    return Document(i, i, text)
+
+
+def test_a_held_out_question_is_unanswerable_only_when_no_remaining_document_holds_it() -> None:
+    remaining = [doc("a", "The festival opened on 12 May in Harrowgate."), doc("b", "Rain fell.")]
+    questions = [
+        Question("q1", "When did the festival open?", ["12 May"], "gone"),
+        Question("q2", "Who sang first?", ["Mira Olsen"], "gone"),
+    ]
+    unanswerable, still = split_held(questions, remaining)
+    assert [q.id for q in unanswerable] == ["q2"]
+    assert [q.id for q in still] == ["q1"]
+
+
+def test_documents_are_held_out_until_enough_questions_are_unanswerable() -> None:
+    documents = [doc(f"d{i}", f"Fact number {i} is unique.") for i in range(20)]
+    questions = [
+        Question(f"q{i}-{j}", "?", [f"answer {i} {j}"], f"d{i}")
+        for i in range(20)
+        for j in range(4)
+    ]
+    held = choose_held(questions, documents, random.Random(0), share=0.05, minimum=12)
+    assert len(held) == 3  # 4 unanswerable questions each
+    few = choose_held(questions, documents, random.Random(0), share=0.05, minimum=1000)
+    assert len(few) == 10  # never more than half the documents asked about
+
+
+def test_the_coverage_curve_rises_in_accuracy_as_the_threshold_rises() -> None:
+    scores = [0.9, 0.8, 0.7, 0.6, None]
+    correct = [1.0, 1.0, 0.0, 0.0, 0.0]
+    curve = coverage_curve(
+        scores, correct, [True, True, True, True, False], [0.65, 0.2], [True, True]
+    )
+    assert curve[0]["answered"] == 0.8 and curve[0]["accuracy_of_answered"] == 0.5
+    assert curve[-1]["answered"] == 0.2 and curve[-1]["accuracy_of_answered"] == 1.0
+    # the lowest threshold drawn is the lowest answered score (0.6): 0.2 is refused there
+    assert curve[0]["unanswerable_refused"] == 0.5 and curve[-1]["unanswerable_refused"] == 1.0
