@@ -33,12 +33,20 @@ def resolve_device(requested: str) -> str:
     return "cuda" if available else "cpu"
 
 
+def computes_in_bf16() -> bool:
+    """Whether the GPU has bf16 units (Ampere and later). torch's own check answers yes also
+    for older cards that only emulate bf16, which is slower than their float32."""
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def generation_dtype(device: str) -> Any:
     """bfloat16 on a GPU that computes in it natively, float32 otherwise (the CPU included:
     torch's bf16 kernels there are slower than float32 on most CPUs and change the answers)."""
     import torch
 
-    if device == "cuda" and torch.cuda.is_bf16_supported():
+    if device == "cuda" and computes_in_bf16():
         return torch.bfloat16
     return torch.float32
 
@@ -67,6 +75,6 @@ def training_precision(device: Any) -> contextlib.AbstractContextManager:
     import torch
 
     kind = torch.device(device).type
-    if kind == "cuda" and torch.cuda.is_bf16_supported():
+    if kind == "cuda" and computes_in_bf16():
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()

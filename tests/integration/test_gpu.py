@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from rag.config import Settings
+from rag.device import computes_in_bf16
 from rag.embeddings import load_embedder
 from rag.evaluation.data import load_dataset
 from rag.evaluation.finetune import fine_tune, sample_fit_probe
@@ -37,7 +38,7 @@ def test_the_embedder_gives_the_cpus_vectors_on_the_gpu() -> None:
 
 
 def test_the_generator_answers_on_the_gpu_in_bf16(gpu_generator) -> None:
-    expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    expected = torch.bfloat16 if computes_in_bf16() else torch.float32
     assert gpu_generator.device == "cuda"
     assert gpu_generator.torch_model.dtype == expected
     chat = [

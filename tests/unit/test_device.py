@@ -72,6 +72,15 @@ def test_the_generator_computes_in_bf16_only_on_a_gpu_that_supports_it(gpu):
     assert device.generation_dtype("cuda") == torch.float32
 
 
+def test_a_gpu_that_only_emulates_bf16_generates_in_float32(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(  # an older card: bf16 tensors work, emulated, with no bf16 units
+        torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation
+    )
+    assert device.generation_dtype("cuda") == torch.float32
+    assert not isinstance(device.training_precision("cuda"), torch.autocast)
+
+
 def test_training_autocasts_to_bf16_on_a_gpu_and_not_on_the_cpu(gpu):
     gpu(True, bf16=True)
     with device.training_precision("cpu"):
