@@ -121,14 +121,19 @@ def run(spec: str, work: Path, embedder, limit: int, seed: int) -> dict[str, Any
             z = (v[:, cols] - np.array(model.mean)) / np.array(model.scale)
             return 1 / (1 + np.exp(-(z @ np.array(model.weights) + model.bias)))
 
-        threshold = np.quantile(score(ok_probes), settings.calibration_false_refusal)
-        refused = {
-            kind: [bool(r is None or s < threshold) for r, s in zip(rows, score(rows), strict=True)]
-            for kind, rows in signals.items()
-        }
-        out["gates"][f"signals: {name}"] = refusal_figures(
-            refused["answerable"], refused["unanswerable"], refused["still"], seed
-        )
+        targets = (0.02, 0.05, 0.1, 0.2) if name == "all" else (settings.calibration_false_refusal,)
+        for target in targets:
+            threshold = np.quantile(score(ok_probes), target)
+            refused = {
+                kind: [
+                    bool(r is None or s < threshold) for r, s in zip(rows, score(rows), strict=True)
+                ]
+                for kind, rows in signals.items()
+            }
+            label = f"signals: {name}" + (f" @{target:.0%}" if name == "all" else "")
+            out["gates"][label] = refusal_figures(
+                refused["answerable"], refused["unanswerable"], refused["still"], seed
+            )
     return out
 
 
