@@ -7,7 +7,16 @@ from typer.testing import CliRunner
 
 from rag.cli import app
 
-COMMANDS = ["index", "ask", "search", "indexes", "eval-retrieval", "eval", "serve", "generator-folder"]
+COMMANDS = [
+    "index",
+    "ask",
+    "search",
+    "indexes",
+    "eval-retrieval",
+    "eval",
+    "serve",
+    "generator-folder",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
