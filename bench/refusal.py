@@ -38,8 +38,8 @@ from rag.store import load_index
 
 SUBSETS = {
     "sentence only": ("sentence", "sentence_words"),
-    "retrieval only": ("dense", "rare_words"),
-    "all but rare_words": tuple(f for f in FEATURES if f != "rare_words"),
+    "retrieval only": ("dense",),
+    "all but sentence_words": tuple(f for f in FEATURES if f != "sentence_words"),
     "all but pinned": tuple(f for f in FEATURES if f != "pinned"),
     "all": FEATURES,
 }

@@ -17,10 +17,14 @@ import numpy as np
 from rag.focus import Sentence
 from rag.retrieval import Passage, query_terms
 
-# Not the share of the question's words found anywhere in the passages: it told probes apart
-# well and real questions badly (people ask in words the documents lack), measured on the
-# tune halves of covidqa-dev and fictional-people with bench/refusal.py's ablation.
-FEATURES = ("dense", "sentence", "sentence_words", "rare_words", "pinned")
+# Signals the model weighs. Two more were measured and left out, both on the tune halves of
+# covidqa-dev and fictional-people with bench/refusal.py's ablation: the share of the
+# question's words found anywhere in the passages, and `rare_words` (its longest words found
+# in them). Probes are made of their document's words, so answerable probes always score 1.0
+# on both, while real questions use words the documents lack (rare_words 0.74 on average on
+# fictional-people's answerable questions): weighed, they refused a third of the answerable
+# questions there (33%; 21% without rare_words, covidqa-dev 16% -> 14%).
+FEATURES = ("dense", "sentence", "sentence_words", "pinned")
 
 
 STEM = 5  # "weighs" and "weigh", "infects" and "infection": the same word to a question
@@ -38,7 +42,7 @@ class Signals:
     dense: float  # best passage cosine to the question
     sentence: float  # best sentence's cosine to the question (no lexical bonus)
     sentence_words: float  # share of the question's words in that sentence
-    rare_words: float  # share of its longest words (names, terms) found in the passages
+    rare_words: float  # share of its longest words found in the passages (shown, not weighed)
     pinned: float  # 1.0 when a name of the question is known to the index only from these
 
     def vector(self) -> np.ndarray:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag.answerability import FEATURES, AnswerabilityModel, Signals, fit, measure
+from rag.answerability import FEATURES, AnswerabilityModel, Signals, fit, measure, stems
 from rag.errors import RagError
 from rag.focus import Encoder, Sentence, rank_sentences, split_sentences
 from rag.grounding import pinned_names
@@ -39,10 +39,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: without rare_words, unanswerable probes may be None
 MIN_DOCUMENTS = 3  # leaving one out must leave at least two to retrieve from
 MIN_PAIRS = 8  # fewer probes than this cannot place a threshold
 INCREMENTAL_SHARE = 0.1  # below this share of documents changed, keep the other probes
+HELD_ELSEWHERE = 0.6  # share of a probe's hidden words one other sentence must state
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 QUESTION_WORDS = ("What", "Which", "How", "Who", "When", "Where")
 
@@ -58,7 +59,7 @@ class Probe:
     doc_id: str
     question: str
     answerable: list[float] | None  # None: retrieval missed the document even with it there
-    unanswerable: list[float]
+    unanswerable: list[float] | None  # None: the other documents hold its sentence's facts too
 
 
 @dataclass
@@ -83,6 +84,7 @@ class Calibration:
             "threshold": round(self.threshold, 4),
             "target_false_refusal": self.target_false_refusal,
             "probes": len(self.probes),
+            "unanswerable_probes": sum(p.unanswerable is not None for p in self.probes),
             "reused_probes": self.reused_probes,
             "checked": self.checked,
             "seconds": round(self.seconds, 2),
@@ -105,6 +107,8 @@ class Calibration:
             raise ValueError(f"threshold {threshold} is outside [0, 1]")
         probes = [Probe(**p) for p in data["probes"]]
         for p in probes:
+            if p.answerable is None and p.unanswerable is None:
+                raise ValueError("a probe has no signals")
             for v in (p.answerable, p.unanswerable):
                 if v is not None and len(v) != len(FEATURES):
                     raise ValueError("a probe's signals do not match the features")
@@ -162,13 +166,14 @@ def probe_question(
 
 def probe_questions(
     documents: dict[str, str], count: int, seed: int = 0, only: set[str] | None = None
-) -> list[tuple[str, str]]:
-    """Up to `count` (doc_id, question) pairs spread over the documents (`only` limits them)."""
+) -> list[tuple[str, str, str]]:
+    """Up to `count` (doc_id, question, sentence asked about) spread over the documents (`only`
+    limits them)."""
     rng = random.Random(seed)
     ids = sorted(documents if only is None else only & set(documents))
     rng.shuffle(ids)
     per_doc = max(1, -(-count // max(1, len(ids))))
-    out: list[tuple[str, str]] = []
+    out: list[tuple[str, str, str]] = []
     for doc_id in ids:
         sentences = split_sentences(documents[doc_id])
         places = [i for i, t in enumerate(sentences) if 4 <= len(t.split()) <= 60]
@@ -181,7 +186,7 @@ def probe_questions(
             other = documents[ids[(ids.index(doc_id) + 1) % len(ids)]][:2000]
             question = probe_question(sentences[i], context, rng, elsewhere=other)
             if question:
-                out.append((doc_id, question))
+                out.append((doc_id, question, sentences[i]))
                 made += 1
     return out
 
@@ -223,15 +228,34 @@ class SentenceCache:
         return np.stack([self.vectors[t] for t in texts])
 
 
+def held_elsewhere(sentence: str, question: str, passages: list[Passage]) -> bool:
+    """Whether some sentence of `passages` states what the probe's sentence does: most of the
+    words the question left out (its likely answer) and its numbers, in one sentence.
+
+    Documents that tell the same facts (pages about one event, a FAQ and its manual) leave a
+    probe answerable without its document; counted as unanswerable, such probes taught the gate
+    to refuse questions the index does answer.
+    """
+    hidden = (stems(sentence) - stems(question)) | set(NUMBER.findall(sentence))
+    if len(hidden) < 2:
+        return False
+    for passage in passages:
+        for other in split_sentences(passage.text):
+            words = stems(other) | set(NUMBER.findall(other))
+            if len(hidden & words) >= HELD_ELSEWHERE * len(hidden):
+                return True
+    return False
+
+
 def _measure_probes(
-    pairs: list[tuple[str, str]],
+    pairs: list[tuple[str, str, str]],
     index: Index,
     embedder: Embedder,
     settings: Settings,
     chunks_of: dict[str, int],
     show_progress: bool = False,
 ) -> list[Probe]:
-    vectors = embedder.encode([q for _, q in pairs]) if pairs else []
+    vectors = embedder.encode([q for _, q, _ in pairs]) if pairs else []
     options = {
         "mode": settings.retrieval_mode,
         "rrf_k": settings.rrf_k,
@@ -245,7 +269,7 @@ def _measure_probes(
         unit="probe",
         show=show_progress,
     )
-    for (doc_id, question), vector in asked:
+    for (doc_id, question, _), vector in asked:
         found = retrieve(
             index,
             embedder,
@@ -270,16 +294,21 @@ def _measure_probes(
     cache = SentenceCache(embedder)
     cache.add([t for a, b in retrieved for p in a + b for t in split_sentences(p.text)])
     probes = []
-    for (doc_id, question), vector, (found, others) in zip(pairs, vectors, retrieved, strict=True):
+    for (doc_id, question, sentence), vector, (found, others) in zip(
+        pairs, vectors, retrieved, strict=True
+    ):
         held = any(p.doc_id == doc_id for p in found)
         answerable, _ = gate_signals(question, found, cache, index, settings, vector)
         unanswerable, _ = gate_signals(question, others, cache, index, settings, vector)
+        elsewhere = held_elsewhere(sentence, question, others)
+        if not held and elsewhere:
+            continue
         probes.append(
             Probe(
                 doc_id,
                 question,
                 answerable.vector().tolist() if held else None,
-                unanswerable.vector().tolist(),
+                None if elsewhere else unanswerable.vector().tolist(),
             )
         )
     return probes
@@ -290,7 +319,7 @@ def _measure_probes(
 
 def _arrays(probes: list[Probe]) -> tuple[np.ndarray, np.ndarray]:
     rows = [(p.answerable, 1.0) for p in probes if p.answerable is not None]
-    rows += [(p.unanswerable, 0.0) for p in probes]
+    rows += [(p.unanswerable, 0.0) for p in probes if p.unanswerable is not None]
     return np.array([r for r, _ in rows]), np.array([y for _, y in rows])
 
 
@@ -321,8 +350,9 @@ def _two_fold(probes: list[Probe], target: float, seed: int) -> dict[str, Any]:
             if p.answerable is not None:
                 n_ok += 1
                 refused_ok += model.score(signals_of(p.answerable)) < threshold
-            n_no += 1
-            refused_no += model.score(signals_of(p.unanswerable)) < threshold
+            if p.unanswerable is not None:
+                n_no += 1
+                refused_no += model.score(signals_of(p.unanswerable)) < threshold
     return {
         "answerable_refused": round(refused_ok / n_ok, 4) if n_ok else None,
         "answerable_probes": n_ok,
@@ -368,6 +398,13 @@ def calibrate(
         raise CalibrationError(
             f"index {index.name!r}: only {answerable} probe question(s) found their own "
             f"document (at least {MIN_PAIRS} are needed); the documents may be too short"
+        )
+    unanswerable = sum(p.unanswerable is not None for p in probes)
+    if unanswerable < MIN_PAIRS:
+        raise CalibrationError(
+            f"index {index.name!r}: only {unanswerable} probe question(s) lost their answer "
+            f"without their document (at least {MIN_PAIRS} are needed); the documents repeat "
+            "each other's facts too much to tell what an unanswerable question looks like"
         )
     target = settings.calibration_false_refusal
     model, threshold = _fit_gate(probes, target)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from rag.calibration import (
     Probe,
     calibrate,
     calibration_path,
+    held_elsewhere,
     load_gate,
     probe_question,
     probe_questions,
@@ -29,11 +31,12 @@ from rag.documents import Document
 from rag.evaluation.data import Question
 from rag.evaluation.refusal import choose_held, coverage_curve, split_held
 from rag.indexing import index_corpus
+from rag.retrieval import Passage
 from rag.store import load_index
 
 
 def signals(**values: float) -> Signals:
-    return Signals(**({f: 0.0 for f in FEATURES} | values))
+    return Signals(**({f.name: 0.0 for f in fields(Signals)} | values))
 
 
 def model() -> AnswerabilityModel:
@@ -63,9 +66,9 @@ def test_probes_spread_over_the_documents_and_repeat_for_a_seed() -> None:
     }
     pairs = probe_questions(documents, 12, seed=1)
     assert len(pairs) == 12
-    assert {d for d, _ in pairs} == set(documents)
+    assert {d for d, *_ in pairs} == set(documents)
     assert probe_questions(documents, 12, seed=1) == pairs
-    assert {d for d, _ in probe_questions(documents, 12, seed=1, only={"d2"})} == {"d2"}
+    assert {d for d, *_ in probe_questions(documents, 12, seed=1, only={"d2"})} == {"d2"}
 
 
 def test_the_fitted_model_ranks_answerable_signals_higher_and_survives_its_file() -> None:
@@ -180,3 +183,17 @@ def test_the_coverage_curve_rises_in_accuracy_as_the_threshold_rises() -> None:
     assert curve[-1]["answered"] == 0.2 and curve[-1]["accuracy_of_answered"] == 1.0
     # the lowest threshold drawn is the lowest answered score (0.6): 0.2 is refused there
     assert curve[0]["unanswerable_refused"] == 0.5 and curve[-1]["unanswerable_refused"] == 1.0
+
+
+def passage(doc_id: str, text: str) -> Passage:
+    return Passage(0, doc_id, doc_id, 0, 0, len(text), text, 0.5, 0.5)
+
+
+def test_a_probe_whose_facts_another_document_states_is_not_counted_unanswerable() -> None:
+    sentence = "The bridge at Varnholm reopened in 1987 after engineers replaced its cables."
+    question = "When bridge Varnholm reopened?"
+    repeated = passage("d2", "Years later the engineers replaced the cables; it reopened in 1987.")
+    unrelated = passage("d3", "The bridge at Varnholm is painted red and crosses the river.")
+    assert held_elsewhere(sentence, question, [unrelated, repeated])
+    assert not held_elsewhere(sentence, question, [unrelated])
+    assert not held_elsewhere(sentence, question, [])
