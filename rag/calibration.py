@@ -18,7 +18,7 @@ import os
 import random
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -331,7 +331,9 @@ def _fit_gate(probes: list[Probe], target: float) -> tuple[AnswerabilityModel, f
 
 
 def signals_of(values: list[float]) -> Signals:
-    return Signals(**dict(zip(FEATURES, values, strict=True)))
+    """Signals from a probe's stored vector (the weighed features; the others read as 0)."""
+    shown = {f.name: 0.0 for f in fields(Signals)}
+    return Signals(**(shown | dict(zip(FEATURES, values, strict=True))))
 
 
 def _two_fold(probes: list[Probe], target: float, seed: int) -> dict[str, Any]:

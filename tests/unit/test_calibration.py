@@ -16,6 +16,8 @@ from rag.calibration import (
     Calibration,
     CalibrationError,
     Probe,
+    _fit_gate,
+    _two_fold,
     calibrate,
     calibration_path,
     held_elsewhere,
@@ -25,6 +27,7 @@ from rag.calibration import (
     read_calibration,
     save_calibration,
     save_fallback,
+    signals_of,
 )
 from rag.config import Settings
 from rag.documents import Document
@@ -197,3 +200,22 @@ def test_a_probe_whose_facts_another_document_states_is_not_counted_unanswerable
     assert held_elsewhere(sentence, question, [unrelated, repeated])
     assert not held_elsewhere(sentence, question, [unrelated])
     assert not held_elsewhere(sentence, question, [])
+
+
+def test_probes_fit_a_gate_at_the_target_and_a_two_fold_check_counts_only_labelled_ones() -> None:
+    rng = np.random.default_rng(0)
+    probes = [
+        Probe(
+            f"d{i % 10}",
+            "q",
+            list(rng.normal(0.8, 0.1, len(FEATURES))),
+            None if i % 4 == 0 else list(rng.normal(0.3, 0.1, len(FEATURES))),
+        )
+        for i in range(80)
+    ]
+    model, threshold = _fit_gate(probes, 0.1)
+    scores = [model.score(signals_of(p.answerable)) for p in probes]
+    assert 0.05 <= np.mean(np.array(scores) < threshold) <= 0.15
+    checked = _two_fold(probes, 0.1, seed=0)
+    assert checked["unanswerable_probes"] == 60 and checked["answerable_probes"] == 80
+    assert checked["unanswerable_refused"] > 0.9
