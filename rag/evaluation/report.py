@@ -110,6 +110,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"model ({setup['generator']}) in every system. Intervals are 95% bootstrap intervals.",
     ]
     lines += generated_section(setup.get("generated_questions"))
+    lines += backend_section(setup.get("answered_on"))
     lines += [
         "",
         "## Answer quality",
@@ -217,6 +218,18 @@ def markdown(r: dict[str, Any]) -> str:
 
 def _without_curve(p: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in p.items() if k not in ("curve", "curve_ends")}
+
+
+def backend_section(answered_on: dict[str, str] | None) -> list[str]:
+    """Which backend answered each system: a model server answers closed, naive and rag, while
+    the fine-tuned systems always answer in this process."""
+    if not answered_on:
+        return []
+    systems_by_backend: dict[str, list[str]] = {}
+    for system, backend in answered_on.items():
+        systems_by_backend.setdefault(backend, []).append(system)
+    parts = [f"{', '.join(names)} on {backend}" for backend, names in systems_by_backend.items()]
+    return ["", f"Answered by: {'; '.join(parts)}."]
 
 
 def generated_section(generated: dict[str, Any] | None) -> list[str]:

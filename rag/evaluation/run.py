@@ -43,7 +43,14 @@ from rag.evaluation.refusal import (
 )
 from rag.evaluation.report import prep_seconds
 from rag.evaluation.retrieval import recall_at_k, reciprocal_rank, unique_in_order
-from rag.evaluation.systems import SYSTEMS, ClosedBook, Naive, Prediction, Retrieval
+from rag.evaluation.systems import (
+    SYSTEMS,
+    ClosedBook,
+    Naive,
+    Prediction,
+    Retrieval,
+    answered_on,
+)
 from rag.generators import ChatGenerator
 from rag.indexing import index_corpus
 from rag.progress import progress
@@ -313,6 +320,9 @@ def run_evaluation(
         "retrieval_mode": settings.retrieval_mode,
         "embedder": embedder.name,
         "generator": generator.name,
+        "answered_on": {
+            name: answered_on(generators[name], trained=name.startswith("ft")) for name in systems
+        },
         "answering": settings.model_dump(include=ANSWERING_SETTINGS),
     }
     return {"results": results, "predictions": predictions}

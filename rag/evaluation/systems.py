@@ -31,6 +31,16 @@ class Prediction:
     answerability: float | None = None  # the chain's gate score (rag systems)
 
 
+def answered_on(generator: ChatGenerator, trained: bool = False) -> str:
+    """Where a system's answers came from, for the report: a model server's URL and model, or
+    this process (a fine-tuned copy always answers here: the server never saw its weights)."""
+    if trained:
+        return f"{generator.backend} (local, trained)"
+    if generator.backend == "openai":
+        return f"openai {generator.url} model {generator.model}"  # type: ignore[attr-defined]
+    return f"{generator.backend} (local)"
+
+
 class ClosedBook:
     """The model alone, asked the question with the same closed-book prompt as ft training."""
 

@@ -111,3 +111,36 @@ def test_the_report_never_calls_an_unconverged_run_converged():
 def test_the_learning_curves_are_drawn_as_a_png(tmp_path: Path):
     draw_curves(report(ft_converged=True), tmp_path / "curves.png")
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class LocalGenerator:
+    name, backend = "smollm2", "transformers"
+
+
+def test_the_report_says_on_which_backend_each_system_answered():
+    import httpx
+
+    from rag.config import Settings
+    from rag.evaluation.report import backend_section
+    from rag.evaluation.systems import answered_on
+    from rag.generators.openai_server import OpenAIServerGenerator, ServedAndTrainable
+
+    url = "http://127.0.0.1:8001/v1"
+    with httpx.Client() as client:
+        served = OpenAIServerGenerator(client, url, "smol", Settings())
+        both = ServedAndTrainable(served, LocalGenerator())  # what rag eval runs with ft
+        on = {
+            "closed": answered_on(both),
+            "rag": answered_on(both),
+            "ft": answered_on(LocalGenerator(), trained=True),
+            "ft+rag": answered_on(LocalGenerator(), trained=True),
+        }
+    assert on["rag"] == f"openai {url} model smol"
+    assert on["ft"] == "transformers (local, trained)"
+    assert answered_on(LocalGenerator()) == "transformers (local)"
+    assert backend_section(on) == [
+        "",
+        f"Answered by: closed, rag on openai {url} model smol; "
+        "ft, ft+rag on transformers (local, trained).",
+    ]
+    assert backend_section(None) == []  # reports written before the field existed
