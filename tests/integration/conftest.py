@@ -158,3 +158,14 @@ def pipeline(index_settings, embedder, generator, sample_index) -> Pipeline:
     index = load_index(s, sample_index)
     yield Pipeline(index, embedder, generator, s)
     index.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test shows the log of each server fixture it used (any with a `log_tail`)."""
+    report = yield
+    if report.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            if callable(getattr(value, "log_tail", None)):
+                report.sections.append((f"{name} log", value.log_tail()))
+    return report
