@@ -14,7 +14,6 @@ Every process is started and stopped here; the figures are printed, nothing is a
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import subprocess
@@ -27,6 +26,7 @@ import httpx
 
 from bench.loadtest import level
 from bench.measure import REPO, Target, quiet, ratio, stopwatch
+from bench.startup import ask_in_new_process
 
 CLIENTS = 4
 QUESTION = "What is the station's postal box number?"
@@ -104,18 +104,8 @@ def load(env: dict[str, str], scratch: Path, name: str, requests: int) -> dict:
 
 def ask_ready(env: dict[str, str]) -> tuple[float, str]:
     """`rag ask --json` in a new process: seconds to ready (wall less the answer's own)."""
-    with stopwatch() as wall:
-        done = subprocess.run(
-            [str(RAG), "ask", QUESTION, "--index", "sample", "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    if done.returncode != 0:
-        raise RuntimeError(f"rag ask failed ({done.returncode}): {done.stderr[-1500:]}")
-    answer = json.loads(done.stdout)
-    return wall() - answer["timings"]["total_ms"] / 1000, answer["answer"]
+    wall, answer = ask_in_new_process(env, QUESTION)
+    return wall - answer["timings"]["total_ms"] / 1000, answer["answer"]
 
 
 def run(quick: bool) -> dict:

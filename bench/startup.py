@@ -20,11 +20,11 @@ from bench.measure import REPO, Target, quiet, ratio, stopwatch
 QUESTION = "What is the name of the station cat?"
 
 
-def ask_in_new_process(env: dict[str, str]) -> tuple[float, dict]:
+def ask_in_new_process(env: dict[str, str], question: str = QUESTION) -> tuple[float, dict]:
     rag = Path(sys.executable).with_name("rag")
     with stopwatch() as wall:
         done = subprocess.run(
-            [str(rag), "ask", QUESTION, "--index", "sample", "--json"],
+            [str(rag), "ask", question, "--index", "sample", "--json"],
             env=env,
             capture_output=True,
             text=True,
