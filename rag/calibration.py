@@ -427,7 +427,9 @@ def calibrate(
 
 
 def calibration_path(settings: Settings, name: str, version: str) -> Path:
-    return settings.model_cache / "calibration" / name / f"{version}.json"
+    """Beside the index, not in the model cache: a cache shared between index roots would
+    hand one root's calibration to another root's index of the same name and version."""
+    return settings.index_root / ".calibration" / name / f"{version}.json"
 
 
 def save_calibration(settings: Settings, calibration: Calibration) -> Path:

@@ -38,7 +38,8 @@ def versions() -> dict[str, str]:
 
 
 def write_report(out: Path, run: dict[str, Any]) -> list[Path]:
-    """All five outputs; returns their paths."""
+    """The report, results, predictions and charts (refusal and curves when measured);
+    returns their paths."""
     out = Path(out)
     results = run["results"] | {"versions": versions(), "git_commit": git_commit()}
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))

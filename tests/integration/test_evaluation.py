@@ -32,6 +32,7 @@ def test_all_systems_end_to_end(settings, embedder, generator, tmp_path: Path) -
         limit=6,
         seed=1,
         holdout=0.25,
+        min_unanswerable=1,  # one removed document: the default would remove half of four
         tuning=tiny_tuning(),
         show_progress=False,
     )
@@ -41,6 +42,7 @@ def test_all_systems_end_to_end(settings, embedder, generator, tmp_path: Path) -
         "results.json",
         "predictions.jsonl",
         "chart.png",
+        "refusal.png",
         "curves.png",
     ]
     results = json.loads((out / "results.json").read_text())
@@ -72,6 +74,7 @@ def test_all_systems_end_to_end(settings, embedder, generator, tmp_path: Path) -
     assert results["paired"]["verdict"] in (out / "report.md").read_text()
     assert results["verdict_by_kind"]["_statement"] in (out / "report.md").read_text()
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "refusal.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("recipe", ["sft-para", "cpt"])

@@ -104,7 +104,7 @@ def test_rag_indexes_says_how_refusal_is_decided_and_a_corrupted_file_falls_back
     assert listed.returncode == 0, listed.stderr
     (row,) = json.loads(listed.stdout)
     assert row["refusal"]["gate"] == "calibrated" and 0 < row["refusal"]["threshold"] < 1
-    path = settings.model_cache / "calibration" / "people" / f"{row['version']}.json"
+    path = settings.index_root / ".calibration" / "people" / f"{row['version']}.json"
     path.write_text(path.read_text()[:100])
     shown = run_rag("indexes", env=env)
     assert shown.returncode == 0, shown.stderr
