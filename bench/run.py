@@ -27,7 +27,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PARTS = ("indexing", "incremental", "scale", "postgres", "answering", "generation", "startup")
+PARTS = (
+    "indexing",
+    "incremental",
+    "scale",
+    "postgres",
+    "answering",
+    "generation",
+    "startup",
+    "model_server",
+)
 
 
 def run_part(name: str, quick: bool) -> dict:
