@@ -6,7 +6,7 @@ document D asked of the whole index is answerable; asked of the index without D 
 left out of the results) it is not. The gate's signals (rag/answerability.py) are weighed by a
 logistic model fitted on those pairs, and the threshold set so that a target share of the
 answerable probes would be refused. The result is kept as JSON beside the index (one file per
-version, in the model cache), updated rather than redone when few documents change.
+version, under the index root), updated rather than redone when few documents change.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 from rag.answerability import FEATURES, AnswerabilityModel, Signals, fit, measure, stems
 from rag.errors import RagError
 from rag.focus import Encoder, Sentence, rank_sentences, split_sentences
-from rag.grounding import pinned_names
+from rag.grounding import pinned_names, unmentioned_names
 from rag.progress import progress
 from rag.retrieval import Passage, query_terms, retrieve
 from rag.store.layout import now
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2  # 2: without rare_words, unanswerable probes may be None
+FORMAT = 3  # 2: without rare_words, unanswerable probes may be None; 3: the names rule
 MIN_DOCUMENTS = 3  # leaving one out must leave at least two to retrieve from
 MIN_PAIRS = 8  # fewer probes than this cannot place a threshold
 INCREMENTAL_SHARE = 0.1  # below this share of documents changed, keep the other probes
@@ -60,6 +60,9 @@ class Probe:
     question: str
     answerable: list[float] | None  # None: retrieval missed the document even with it there
     unanswerable: list[float] | None  # None: the other documents hold its sentence's facts too
+    # whether the chain's names rule lets it reach the gate (False: refused before it)
+    answerable_named: bool = True
+    unanswerable_named: bool = True
 
 
 @dataclass
@@ -201,12 +204,14 @@ def gate_signals(
     index: Index,
     settings: Settings,
     vector: np.ndarray | None = None,
+    without: str | None = None,
 ) -> tuple[Signals, list[Sentence]]:
     """The signals the chain's gate reads, and the ranked sentences they came from: one
-    function for the chain and the calibration, so both measure the same thing."""
+    function for the chain and the calibration, so both measure the same thing (`without`:
+    a document calibration reads as absent from the index)."""
     lexical = settings.focus_lexical_weight
     ranked = rank_sentences(question, passages, embedder, lexical, vector)
-    pinned = bool(settings.check_names and pinned_names(question, passages, index))
+    pinned = bool(settings.check_names and pinned_names(question, passages, index, without))
     return measure(question, passages, ranked, lexical, pinned), ranked
 
 
@@ -299,7 +304,7 @@ def _measure_probes(
     ):
         held = any(p.doc_id == doc_id for p in found)
         answerable, _ = gate_signals(question, found, cache, index, settings, vector)
-        unanswerable, _ = gate_signals(question, others, cache, index, settings, vector)
+        unanswerable, _ = gate_signals(question, others, cache, index, settings, vector, doc_id)
         elsewhere = held_elsewhere(sentence, question, others)
         if not held and elsewhere:
             continue
@@ -309,24 +314,48 @@ def _measure_probes(
                 question,
                 answerable.vector().tolist() if held else None,
                 None if elsewhere else unanswerable.vector().tolist(),
+                named(question, found, settings),
+                named(question, others, settings),
             )
         )
     return probes
 
 
+def named(question: str, passages: list[Passage], settings: Settings) -> bool:
+    """Whether the chain's names rule lets the question reach the gate at all: a name no
+    passage mentions is refused before the gate is asked."""
+    return not (settings.check_names and unmentioned_names(question, passages))
+
+
 # -- fitting ------------------------------------------------------------------------------
 
 
+def _gated(probes: list[Probe]) -> tuple[list[list[float]], list[list[float]]]:
+    """The answerable and unanswerable signals the gate itself would see: probes the names
+    rule refuses first never reach it, and weighing them teaches the gate a difference (a
+    name the passages lack) that is already decided. Where too few unanswerable probes pass
+    the names rule to place a model, all of them are used."""
+    ok = [p.answerable for p in probes if p.answerable is not None and p.answerable_named]
+    no = [p.unanswerable for p in probes if p.unanswerable is not None and p.unanswerable_named]
+    if len(no) < MIN_PAIRS:
+        no = [p.unanswerable for p in probes if p.unanswerable is not None]
+    if len(ok) < MIN_PAIRS:
+        ok = [p.answerable for p in probes if p.answerable is not None]
+    return ok, no
+
+
 def _arrays(probes: list[Probe]) -> tuple[np.ndarray, np.ndarray]:
-    rows = [(p.answerable, 1.0) for p in probes if p.answerable is not None]
-    rows += [(p.unanswerable, 0.0) for p in probes if p.unanswerable is not None]
-    return np.array([r for r, _ in rows]), np.array([y for _, y in rows])
+    ok, no = _gated(probes)
+    return np.array(ok + no), np.array([1.0] * len(ok) + [0.0] * len(no))
 
 
 def _fit_gate(probes: list[Probe], target: float) -> tuple[AnswerabilityModel, float]:
+    """The model, and the threshold under which `target` of the answerable probes that reach
+    the gate fall."""
     x, y = _arrays(probes)
     model = fit(x, y)
-    answerable = [model.score(signals_of(p.answerable)) for p in probes if p.answerable]
+    ok, _ = _gated(probes)
+    answerable = [model.score(signals_of(v)) for v in ok]
     return model, float(np.quantile(answerable, target))
 
 
@@ -348,13 +377,17 @@ def _two_fold(probes: list[Probe], target: float, seed: int) -> dict[str, Any]:
         if sum(p.answerable is not None for p in fit_on) < 2 or not scored:
             continue
         model, threshold = _fit_gate(fit_on, target)
-        for p in scored:
+        for p in scored:  # the names rule refuses first, as in the chain
             if p.answerable is not None:
                 n_ok += 1
-                refused_ok += model.score(signals_of(p.answerable)) < threshold
+                refused_ok += (
+                    not p.answerable_named or model.score(signals_of(p.answerable)) < threshold
+                )
             if p.unanswerable is not None:
                 n_no += 1
-                refused_no += model.score(signals_of(p.unanswerable)) < threshold
+                refused_no += (
+                    not p.unanswerable_named or model.score(signals_of(p.unanswerable)) < threshold
+                )
     return {
         "answerable_refused": round(refused_ok / n_ok, 4) if n_ok else None,
         "answerable_probes": n_ok,

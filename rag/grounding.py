@@ -108,20 +108,30 @@ def unmentioned_names(question: str, passages: list[Passage]) -> list[str]:
     return missing
 
 
-def pinned_names(question: str, passages: list[Passage], index: Index) -> list[str]:
+def pinned_names(
+    question: str, passages: list[Passage], index: Index, without: str | None = None
+) -> list[str]:
     """Names in the question that every chunk of the index mentioning them is among `passages`.
 
     Such a name is something the index knows only from these passages (a person, a product, a
     place): retrieval has all there is about it, so the passages are on topic even when no
     single sentence matches a question that spans two of them ("Is A taller than B?"). A name
-    common across the index (COVID-19 in a COVID corpus) pins nothing.
+    common across the index (COVID-19 in a COVID corpus) pins nothing. `without`: a document
+    to read as absent from the index (calibration's leave-one-out).
     """
     held = {p.chunk_id for p in passages}
+    deeper = 0  # past the absent document's chunks
+    if without is not None:
+        deeper = int(index.manifest["documents"].get(without, {}).get("chunks", 0))
     pinned = []
     for name in names_in(question):
         terms = re.findall(r"\w+", name.lower())
-        found = index.lexical_search(terms[:1], len(held) + 1) if terms else []
-        if found and {chunk for chunk, _ in found} <= held:
+        if not terms:
+            continue
+        found = {chunk for chunk, _ in index.lexical_search(terms[:1], len(held) + 1 + deeper)}
+        if without is not None and found:
+            found = {c for c, row in index.chunks(sorted(found)).items() if row.doc_id != without}
+        if found and found <= held:
             pinned.append(name)
     return pinned
 

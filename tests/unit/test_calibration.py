@@ -6,6 +6,8 @@ import json
 import random
 from dataclasses import fields
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,6 +35,7 @@ from rag.config import Settings
 from rag.documents import Document
 from rag.evaluation.data import Question
 from rag.evaluation.refusal import choose_held, coverage_curve, split_held
+from rag.grounding import pinned_names
 from rag.indexing import index_corpus
 from rag.retrieval import Passage
 from rag.store import load_index
@@ -219,3 +222,63 @@ def test_probes_fit_a_gate_at_the_target_and_a_two_fold_check_counts_only_labell
     checked = _two_fold(probes, 0.1, seed=0)
     assert checked["unanswerable_probes"] == 60 and checked["answerable_probes"] == 80
     assert checked["unanswerable_refused"] > 0.9
+
+
+def test_probes_the_names_rule_refuses_first_do_not_shape_the_gate() -> None:
+    """The chain refuses a question naming what no passage mentions before the gate runs, so
+    such probes are left out of the fit, yet still counted as refused by the two-fold check."""
+    rng = np.random.default_rng(1)
+    passing = [
+        Probe(f"d{i % 10}", "q", list(rng.normal(0.8, 0.1, len(FEATURES))), None) for i in range(40)
+    ]
+    passing += [
+        Probe(f"d{i % 10}", "q", None, list(rng.normal(0.3, 0.1, len(FEATURES)))) for i in range(40)
+    ]
+    # unanswerable probes with scores like answerable ones, but refused by the names rule
+    named_out = [
+        Probe(
+            f"d{i % 10}",
+            "q",
+            None,
+            list(rng.normal(0.8, 0.1, len(FEATURES))),
+            unanswerable_named=False,
+        )
+        for i in range(40)
+    ]
+    model, _ = _fit_gate(passing + named_out, 0.1)
+    alone, _ = _fit_gate(passing, 0.1)
+    assert model.weights == alone.weights, "the names-refused probes changed the fit"
+    checked = _two_fold(passing + named_out, 0.1, seed=0)
+    assert checked["unanswerable_probes"] == 80 and checked["unanswerable_refused"] > 0.9
+    # too few pass the names rule to place a model: all unanswerable probes are used
+    few = passing[:40] + passing[40:45] + named_out
+    assert (
+        _fit_gate(few, 0.1)[0].weights != _fit_gate(passing[:40] + passing[40:45], 0.1)[0].weights
+    )
+
+
+class LexicalIndex:
+    """Just what pinned_names reads: the lexical search, the chunks' documents, the manifest."""
+
+    def __init__(self, docs: dict[str, list[str]]) -> None:
+        self.rows = [(d, t) for d, texts in docs.items() for t in texts]
+        self.manifest = {"documents": {d: {"chunks": len(t)} for d, t in docs.items()}}
+
+    def lexical_search(self, terms: list[str], n: int) -> list[tuple[int, float]]:
+        hits = [i for i, (_, t) in enumerate(self.rows) if terms[0] in t.lower()]
+        return [(i, 1.0) for i in hits[:n]]
+
+    def chunks(self, ids: list[int]) -> dict[int, Any]:
+        return {i: SimpleNamespace(doc_id=self.rows[i][0]) for i in ids}
+
+
+def test_a_name_is_pinned_without_the_left_out_document_as_it_would_be_in_an_index_without_it() -> (
+    None
+):
+    index = LexicalIndex(
+        {"a": ["Orlek founded the mill.", "Orlek sold it."], "b": ["Orlek's mill burned down."]}
+    )
+    shown = [Passage(2, "b", "b", 0, 0, 10, "Orlek's mill burned down.", 0.5, 0.5)]
+    question = "When did Orlek found the mill?"
+    assert pinned_names(question, shown, index) == []  # document a mentions Orlek too
+    assert pinned_names(question, shown, index, without="a") == ["Orlek"]
