@@ -54,6 +54,17 @@ def run_rag(*args: str, env: dict[str, str] | None = None, timeout: int = 300):
     )
 
 
+def stop(process: subprocess.Popen, timeout: float = 30) -> None:
+    """Terminate a server the test started, killing it when it does not exit in `timeout`."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def shared_model_cache(tmp_path_factory) -> Iterator[None]:
     """One dequantized-generator cache for the session, its `rag` subprocesses included:

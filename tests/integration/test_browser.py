@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import REPO, SAMPLE
-from .conftest import RAG, run_rag
+from .conftest import RAG, run_rag, stop
 
 pytestmark = pytest.mark.slow
 
@@ -93,12 +93,7 @@ def served_sample(tmp_path: Path) -> Iterator[str]:
         wait_until_ready(url, server, log, READY_TIMEOUT_S)
         yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)
 
 
 def test_page_streams_answer_and_marks_cited_source(served_sample: str) -> None:

@@ -29,7 +29,7 @@ from rag.indexing import index_corpus
 from rag.store import load_index
 
 from ..conftest import REPO, SAMPLE
-from .conftest import run_rag, sample_questions
+from .conftest import run_rag, sample_questions, stop
 from .openai_clients import check_llm_cli, check_openai_sdk
 
 pytestmark = pytest.mark.slow
@@ -76,16 +76,6 @@ def wait_until_ready(
         time.sleep(0.3)
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=20)
-
-
 class ModelServer:
     """A `transformers serve` process on a loopback port, serving one model folder."""
 
@@ -130,7 +120,7 @@ def model_server(model_folder: str, tmp_path_factory) -> Iterator[ModelServer]:
     try:
         yield server
     finally:
-        stop(server.process)
+        stop(server.process, timeout=20)
 
 
 @pytest.fixture(scope="session")
@@ -258,8 +248,8 @@ def served(model_folder: str, sample_root: Settings, tmp_path_factory) -> Iterat
         wait_until_ready(f"{base}/readyz", process, log, "rag serve", READY_SECONDS)
         yield Served(base, process, log, upstream)
     finally:
-        stop(process)
-        stop(upstream.process)
+        stop(process, timeout=20)
+        stop(upstream.process, timeout=20)
 
 
 def test_readyz_names_the_model_server(served: Served) -> None:
