@@ -9,7 +9,8 @@ rest are indexed, which calibrates the gate on the index's own probe questions. 
 generating (the gate decides before the model runs), it prints the share refused of
 answerable questions, of unanswerable ones, and of held-out questions still answerable from
 other documents, each with its 95% interval and count, for the calibrated gate, the fixed
-thresholds, and the calibrated model refitted on subsets of its signals (what each adds).
+thresholds, the lexical gate (RAG_CALIBRATION_SIGNALS=lexical, calibrated on the same probes),
+and the calibrated model refitted on subsets of its signals (what each adds).
 Also the calibration's cost against the index build's. Writes bench/refusal.json.
 """
 
@@ -25,10 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from rag.answerability import FEATURES, fit
-from rag.calibration import _arrays, read_calibration
+from rag.answerability import SIGNAL_SETS, Signals, fit
+from rag.calibration import _arrays, calibrate, read_calibration
 from rag.chain import Pipeline
 from rag.config import Settings
+from rag.documents import load_corpus
 from rag.embeddings import load_embedder
 from rag.evaluation.data import in_split, load_dataset
 from rag.evaluation.refusal import choose_held, refusal_figures, split_held
@@ -36,30 +38,29 @@ from rag.evaluation.run import write_corpus
 from rag.indexing import index_corpus
 from rag.store import load_index
 
+FULL = SIGNAL_SETS["full"]
+# Refitted on the calibration's probes with some of its signals only: what each adds.
 SUBSETS = {
     "sentence only": ("sentence", "sentence_words"),
     "retrieval only": ("dense",),
-    # without the sentence cosine, the one signal that needs the passages' sentences embedded
-    # (nearly all of calibration's time); the best sentence is still the chain's ranked one
-    "all but sentence": tuple(f for f in FEATURES if f != "sentence"),
-    "all but sentence_words": tuple(f for f in FEATURES if f != "sentence_words"),
-    "all but pinned": tuple(f for f in FEATURES if f != "pinned"),
-    "all": FEATURES,
+    "all but sentence": tuple(f for f in FULL if f != "sentence"),
+    "all but sentence_words": tuple(f for f in FULL if f != "sentence_words"),
+    "all but pinned": tuple(f for f in FULL if f != "pinned"),
+    "full": FULL,
 }
 
 
-def gate(pipeline: Pipeline, question: str) -> tuple[bool, float | None, list[float] | None]:
+def gate(pipeline: Pipeline, question: str) -> tuple[bool, float | None, Signals | None]:
     """(refused, score, signals) of the gate alone: retrieval, sentences, no generation."""
     from rag.calibration import gate_signals
 
     turn = pipeline._start(question)
     pipeline._gate(turn)
     signals = None
-    if turn.ranked:
-        found, _ = gate_signals(
+    if turn.ranked:  # None: refused before the gate (the names rule)
+        signals, _ = gate_signals(
             turn.question, turn.passages, pipeline.embedder, pipeline.index, pipeline.settings
         )
-        signals = found.vector().tolist()
     return turn.refusal is not None, turn.answerability, signals
 
 
@@ -82,6 +83,11 @@ def run(spec: str, work: Path, embedder, limit: int, seed: int) -> dict[str, Any
     )
     index = load_index(settings, "bench")
     calibration = read_calibration(settings, "bench", index.version)
+    # The same probes weighed by the lexical signals: a calibration that embeds no sentence.
+    texts = {doc.id: doc.text for doc in load_corpus(corpus).documents}
+    lexical = calibrate(
+        index, embedder, settings.model_copy(update={"calibration_signals": "lexical"}), texts
+    )
     out: dict[str, Any] = {
         "dataset": spec,
         "documents_indexed": len(remaining),
@@ -90,6 +96,8 @@ def run(spec: str, work: Path, embedder, limit: int, seed: int) -> dict[str, Any
         "index_seconds": round(report.seconds, 2),
         "calibration_seconds": round(calibration.seconds, 2),
         "calibration_share_of_build": round(calibration.seconds / report.seconds, 3),
+        "lexical_calibration_seconds": round(lexical.seconds, 2),
+        "lexical_calibration_share_of_build": round(lexical.seconds / report.seconds, 3),
         "calibration": calibration.summary(),
         "gates": {},
     }
@@ -107,33 +115,45 @@ def run(spec: str, work: Path, embedder, limit: int, seed: int) -> dict[str, Any
             )
         }
         signals = {kind: [r[2] for r in rows] for kind, rows in results.items()}
-        out["gates"][gate_kind] = refusal_figures(
+        label = f"calibrated ({calibration.signals})" if gate_kind == "calibrated" else gate_kind
+        out["gates"][label] = refusal_figures(
             *[[r[0] for r in results[k]] for k in ("answerable", "unanswerable", "still")], seed
         )
-    # What each signal adds: the model refitted on the same probes with some signals only.
+    refused = {
+        kind: [r is None or lexical.model.score(r) < lexical.threshold for r in rows]
+        for kind, rows in signals.items()
+    }
+    out["gates"]["calibrated (lexical)"] = refusal_figures(
+        refused["answerable"], refused["unanswerable"], refused["still"], seed
+    )
+    vectors = {
+        kind: [None if r is None else r.vector(FULL) for r in v] for kind, v in signals.items()
+    }
     x, y = _arrays(calibration.probes)
     ok_probes = x[y == 1]
     for name, subset in SUBSETS.items():
-        cols = [FEATURES.index(f) for f in subset]
-        model = fit(x[:, cols], y)
+        cols = [FULL.index(f) for f in subset]
+        model = fit(x[:, cols], y, subset)
 
         def score(rows, model=model, cols=cols):
-            v = np.array([r if r is not None else [0.0] * len(FEATURES) for r in rows])
+            v = np.array([r if r is not None else [0.0] * len(FULL) for r in rows])
             if not len(v):
                 return np.array([])
             z = (v[:, cols] - np.array(model.mean)) / np.array(model.scale)
             return 1 / (1 + np.exp(-(z @ np.array(model.weights) + model.bias)))
 
-        targets = (0.02, 0.05, 0.1, 0.2) if name == "all" else (settings.calibration_false_refusal,)
+        targets = (
+            (0.02, 0.05, 0.1, 0.2) if name == "full" else (settings.calibration_false_refusal,)
+        )
         for target in targets:
             threshold = np.quantile(score(ok_probes), target)
             refused = {
                 kind: [
                     bool(r is None or s < threshold) for r, s in zip(rows, score(rows), strict=True)
                 ]
-                for kind, rows in signals.items()
+                for kind, rows in vectors.items()
             }
-            label = f"signals: {name}" + (f" @{target:.0%}" if name == "all" else "")
+            label = f"signals: {name}" + (f" @{target:.0%}" if name == "full" else "")
             out["gates"][label] = refusal_figures(
                 refused["answerable"], refused["unanswerable"], refused["still"], seed
             )
@@ -163,7 +183,9 @@ def main() -> None:
             f"\n{spec}: {result['documents_indexed']} documents indexed, "
             f"{result['documents_removed']} removed, {result['chunks']} chunks; index "
             f"{result['index_seconds']} s, calibration {result['calibration_seconds']} s "
-            f"({result['calibration_share_of_build']:.0%} of the build); "
+            f"({result['calibration_share_of_build']:.0%} of the build; lexical signals "
+            f"{result['lexical_calibration_seconds']} s, "
+            f"{result['lexical_calibration_share_of_build']:.0%}); "
             f"threshold {result['calibration']['threshold']} "
             f"({time.perf_counter() - started:.0f} s)"
         )

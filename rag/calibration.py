@@ -24,7 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag.answerability import FEATURES, AnswerabilityModel, Signals, fit, measure, stems
+from rag.answerability import (
+    SIGNAL_SETS,
+    AnswerabilityModel,
+    Signals,
+    fit,
+    measure,
+    needs_ranking,
+    stems,
+)
 from rag.errors import RagError
 from rag.focus import Encoder, Sentence, rank_sentences, split_sentences
 from rag.grounding import pinned_names, unmentioned_names
@@ -80,10 +88,16 @@ class Calibration:
     reused_probes: int = 0
     created_at: str = field(default_factory=now)
 
+    @property
+    def signals(self) -> str:
+        """The name of the signal set the model weighs (RAG_CALIBRATION_SIGNALS)."""
+        return next(k for k, v in SIGNAL_SETS.items() if v == self.model.features)
+
     def summary(self) -> dict[str, Any]:
         """What `rag indexes` and `/indexes` say of it."""
         return {
             "state": "calibrated",
+            "signals": self.signals,
             "threshold": round(self.threshold, 4),
             "target_false_refusal": self.target_false_refusal,
             "probes": len(self.probes),
@@ -108,17 +122,18 @@ class Calibration:
         threshold = float(data["threshold"])
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold {threshold} is outside [0, 1]")
+        model = AnswerabilityModel.from_dict(data["model"])
         probes = [Probe(**p) for p in data["probes"]]
         for p in probes:
             if p.answerable is None and p.unanswerable is None:
                 raise ValueError("a probe has no signals")
             for v in (p.answerable, p.unanswerable):
-                if v is not None and len(v) != len(FEATURES):
-                    raise ValueError("a probe's signals do not match the features")
+                if v is not None and len(v) != len(model.features):
+                    raise ValueError("a probe's signals do not match the model's features")
         return cls(
             index=str(data["index"]),
             version=str(data["version"]),
-            model=AnswerabilityModel.from_dict(data["model"]),
+            model=model,
             threshold=threshold,
             target_false_refusal=float(data["target_false_refusal"]),
             checked=dict(data["checked"]),
@@ -205,14 +220,16 @@ def gate_signals(
     settings: Settings,
     vector: np.ndarray | None = None,
     without: str | None = None,
+    rank: bool = True,
 ) -> tuple[Signals, list[Sentence]]:
     """The signals the chain's gate reads, and the ranked sentences they came from: one
     function for the chain and the calibration, so both measure the same thing (`without`:
-    a document calibration reads as absent from the index)."""
+    a document calibration reads as absent from the index; `rank=False`: no sentence is
+    embedded, and the signals that need them read 0, as a lexical calibration wants)."""
     lexical = settings.focus_lexical_weight
-    ranked = rank_sentences(question, passages, embedder, lexical, vector)
+    ranked = rank_sentences(question, passages, embedder, lexical, vector) if rank else None
     pinned = bool(settings.check_names and pinned_names(question, passages, index, without))
-    return measure(question, passages, ranked, lexical, pinned), ranked
+    return measure(question, passages, ranked, lexical, pinned), ranked or []
 
 
 class SentenceCache:
@@ -258,8 +275,10 @@ def _measure_probes(
     embedder: Embedder,
     settings: Settings,
     chunks_of: dict[str, int],
+    features: tuple[str, ...],
     show_progress: bool = False,
 ) -> list[Probe]:
+    rank = needs_ranking(features)
     vectors = embedder.encode([q for _, q, _ in pairs]) if pairs else []
     options = {
         "mode": settings.retrieval_mode,
@@ -297,14 +316,17 @@ def _measure_probes(
         )
         retrieved.append((found, [p for p in others if p.doc_id != doc_id][: settings.k]))
     cache = SentenceCache(embedder)
-    cache.add([t for a, b in retrieved for p in a + b for t in split_sentences(p.text)])
+    if rank:  # one batched call for every sentence the probes retrieved
+        cache.add([t for a, b in retrieved for p in a + b for t in split_sentences(p.text)])
     probes = []
     for (doc_id, question, sentence), vector, (found, others) in zip(
         pairs, vectors, retrieved, strict=True
     ):
         held = any(p.doc_id == doc_id for p in found)
-        answerable, _ = gate_signals(question, found, cache, index, settings, vector)
-        unanswerable, _ = gate_signals(question, others, cache, index, settings, vector, doc_id)
+        answerable, _ = gate_signals(question, found, cache, index, settings, vector, rank=rank)
+        unanswerable, _ = gate_signals(
+            question, others, cache, index, settings, vector, doc_id, rank=rank
+        )
         elsewhere = held_elsewhere(sentence, question, others)
         if not held and elsewhere:
             continue
@@ -312,8 +334,8 @@ def _measure_probes(
             Probe(
                 doc_id,
                 question,
-                answerable.vector().tolist() if held else None,
-                None if elsewhere else unanswerable.vector().tolist(),
+                answerable.vector(features).tolist() if held else None,
+                None if elsewhere else unanswerable.vector(features).tolist(),
                 named(question, found, settings),
                 named(question, others, settings),
             )
@@ -345,27 +367,32 @@ def _gated(probes: list[Probe]) -> tuple[list[list[float]], list[list[float]]]:
 
 
 def _arrays(probes: list[Probe]) -> tuple[np.ndarray, np.ndarray]:
+    """Signal rows and labels (1: answerable) of the probes that reach the gate."""
     ok, no = _gated(probes)
     return np.array(ok + no), np.array([1.0] * len(ok) + [0.0] * len(no))
 
 
-def _fit_gate(probes: list[Probe], target: float) -> tuple[AnswerabilityModel, float]:
+def _fit_gate(
+    probes: list[Probe], target: float, features: tuple[str, ...]
+) -> tuple[AnswerabilityModel, float]:
     """The model, and the threshold under which `target` of the answerable probes that reach
     the gate fall."""
     x, y = _arrays(probes)
-    model = fit(x, y)
+    model = fit(x, y, features)
     ok, _ = _gated(probes)
-    answerable = [model.score(signals_of(v)) for v in ok]
+    answerable = [model.score(signals_of(v, features)) for v in ok]
     return model, float(np.quantile(answerable, target))
 
 
-def signals_of(values: list[float]) -> Signals:
+def signals_of(values: list[float], features: tuple[str, ...]) -> Signals:
     """Signals from a probe's stored vector (the weighed features; the others read as 0)."""
     shown = {f.name: 0.0 for f in fields(Signals)}
-    return Signals(**(shown | dict(zip(FEATURES, values, strict=True))))
+    return Signals(**(shown | dict(zip(features, values, strict=True))))
 
 
-def _two_fold(probes: list[Probe], target: float, seed: int) -> dict[str, Any]:
+def _two_fold(
+    probes: list[Probe], target: float, features: tuple[str, ...], seed: int
+) -> dict[str, Any]:
     """Fit on the probes of half the documents, score the other half, and the other way round."""
     docs = sorted({p.doc_id for p in probes})
     random.Random(seed).shuffle(docs)
@@ -376,17 +403,19 @@ def _two_fold(probes: list[Probe], target: float, seed: int) -> dict[str, Any]:
         scored = [p for p in probes if p.doc_id in test]
         if sum(p.answerable is not None for p in fit_on) < 2 or not scored:
             continue
-        model, threshold = _fit_gate(fit_on, target)
+        model, threshold = _fit_gate(fit_on, target, features)
         for p in scored:  # the names rule refuses first, as in the chain
             if p.answerable is not None:
                 n_ok += 1
                 refused_ok += (
-                    not p.answerable_named or model.score(signals_of(p.answerable)) < threshold
+                    not p.answerable_named
+                    or model.score(signals_of(p.answerable, features)) < threshold
                 )
             if p.unanswerable is not None:
                 n_no += 1
                 refused_no += (
-                    not p.unanswerable_named or model.score(signals_of(p.unanswerable)) < threshold
+                    not p.unanswerable_named
+                    or model.score(signals_of(p.unanswerable, features)) < threshold
                 )
     return {
         "answerable_refused": round(refused_ok / n_ok, 4) if n_ok else None,
@@ -415,10 +444,12 @@ def calibrate(
             f"out and needs at least {MIN_DOCUMENTS}"
         )
     count = settings.calibration_probes
+    features = SIGNAL_SETS[settings.calibration_signals]
     chunks_of = {d: int(v.get("chunks", 0)) for d, v in index.manifest["documents"].items()}
     reused: list[Probe] = []
     todo: set[str] | None = None
-    if previous is not None and changed is not None:
+    # Probes measured with another signal set cannot be weighed with this one: measure anew.
+    if previous is not None and changed is not None and previous.model.features == features:
         share = len(changed) / len(documents)
         if share < INCREMENTAL_SHARE:
             reused = [
@@ -427,7 +458,9 @@ def calibrate(
             todo = changed & set(documents)
             count = max(0, round(count * len(todo) / len(documents)))
     pairs = probe_questions(documents, count, seed=len(documents), only=todo) if count else []
-    probes = reused + _measure_probes(pairs, index, embedder, settings, chunks_of, show_progress)
+    probes = reused + _measure_probes(
+        pairs, index, embedder, settings, chunks_of, features, show_progress
+    )
     answerable = sum(p.answerable is not None for p in probes)
     if answerable < MIN_PAIRS:
         raise CalibrationError(
@@ -442,14 +475,14 @@ def calibrate(
             "each other's facts too much to tell what an unanswerable question looks like"
         )
     target = settings.calibration_false_refusal
-    model, threshold = _fit_gate(probes, target)
+    model, threshold = _fit_gate(probes, target, features)
     return Calibration(
         index=index.name,
         version=index.version,
         model=model,
         threshold=threshold,
         target_false_refusal=target,
-        checked=_two_fold(probes, target, seed=0),
+        checked=_two_fold(probes, target, features, seed=0),
         probes=probes,
         seconds=time.perf_counter() - start,
         reused_probes=len(reused),
@@ -584,8 +617,8 @@ def load_gate(settings: Settings, name: str, version: str) -> Gate:
         )
         return Gate("calibrated", why, settings.refusal_threshold, calibration.model)
     why = (
-        f"calibrated on {len(calibration.probes)} probe questions for "
-        f"{calibration.target_false_refusal:.0%} false refusal"
+        f"calibrated on {len(calibration.probes)} probe questions, {calibration.signals} "
+        f"signals, for {calibration.target_false_refusal:.0%} false refusal"
     )
     return Gate("calibrated", why, calibration.threshold, calibration.model)
 

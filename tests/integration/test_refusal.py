@@ -13,9 +13,10 @@ import random
 
 import pytest
 
-from rag.calibration import read_calibration
+from rag.calibration import Gate, calibrate, read_calibration
 from rag.chain import Pipeline
 from rag.config import Settings
+from rag.documents import load_corpus
 from rag.evaluation.data import load_dataset
 from rag.evaluation.refusal import split_held
 from rag.evaluation.run import write_corpus
@@ -82,6 +83,24 @@ def test_indexing_calibrates_and_the_gate_refuses_what_the_index_cannot_answer(
     # bench/refusal.py gives the figures with intervals; these bounds only catch a broken gate
     assert no >= 0.6, f"refused {no:.0%} of questions about removed people"
     assert yes < no, f"refused {yes:.0%} of answerable questions, {no:.0%} of unanswerable"
+
+
+def test_the_lexical_signal_set_calibrates_and_still_refuses_what_the_index_cannot_answer(
+    removed, embedder
+) -> None:
+    settings, _, corpus, *_, unanswerable, answerable = removed
+    lexical = settings.model_copy(update={"calibration_signals": "lexical"})
+    index = load_index(settings, "people")
+    texts = {d.id: d.text for d in load_corpus(corpus).documents}
+    calibration = calibrate(index, embedder, lexical, texts)
+    assert calibration.signals == "lexical" and len(calibration.probes) >= 60
+    pipeline = Pipeline(index, embedder, None, settings)
+    pipeline.gate = Gate("calibrated", "lexical", calibration.threshold, calibration.model)
+
+    no = sum(refused(pipeline, q.question) for q in unanswerable) / len(unanswerable)
+    asked = random.Random(1).sample(answerable, 60)
+    yes = sum(refused(pipeline, q.question) for q in asked) / len(asked)
+    assert no >= 0.6 and yes < no, (no, yes)
 
 
 def test_a_small_update_keeps_the_other_documents_probes(removed, embedder) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from rag.answerability import FEATURES, AnswerabilityModel, Signals, fit
+from rag.answerability import SIGNAL_SETS, AnswerabilityModel, Signals, fit
 from rag.calibration import (
     Calibration,
     CalibrationError,
@@ -40,6 +40,8 @@ from rag.indexing import index_corpus
 from rag.retrieval import Passage
 from rag.store import load_index
 
+FEATURES = SIGNAL_SETS["full"]
+
 
 def signals(**values: float) -> Signals:
     return Signals(**({f.name: 0.0 for f in fields(Signals)} | values))
@@ -49,7 +51,7 @@ def model() -> AnswerabilityModel:
     rng = np.random.default_rng(0)
     ok = rng.normal(0.8, 0.1, size=(60, len(FEATURES)))
     no = rng.normal(0.3, 0.1, size=(60, len(FEATURES)))
-    return fit(np.vstack([ok, no]), np.array([1.0] * 60 + [0.0] * 60))
+    return fit(np.vstack([ok, no]), np.array([1.0] * 60 + [0.0] * 60), FEATURES)
 
 
 def test_a_probe_drops_the_numbers_and_keeps_only_part_of_the_sentence() -> None:
@@ -216,10 +218,10 @@ def test_probes_fit_a_gate_at_the_target_and_a_two_fold_check_counts_only_labell
         )
         for i in range(80)
     ]
-    model, threshold = _fit_gate(probes, 0.1)
-    scores = [model.score(signals_of(p.answerable)) for p in probes]
+    model, threshold = _fit_gate(probes, 0.1, FEATURES)
+    scores = [model.score(signals_of(p.answerable, FEATURES)) for p in probes]
     assert 0.05 <= np.mean(np.array(scores) < threshold) <= 0.15
-    checked = _two_fold(probes, 0.1, seed=0)
+    checked = _two_fold(probes, 0.1, FEATURES, seed=0)
     assert checked["unanswerable_probes"] == 60 and checked["answerable_probes"] == 80
     assert checked["unanswerable_refused"] > 0.9
 
@@ -245,15 +247,16 @@ def test_probes_the_names_rule_refuses_first_do_not_shape_the_gate() -> None:
         )
         for i in range(40)
     ]
-    model, _ = _fit_gate(passing + named_out, 0.1)
-    alone, _ = _fit_gate(passing, 0.1)
+    model, _ = _fit_gate(passing + named_out, 0.1, FEATURES)
+    alone, _ = _fit_gate(passing, 0.1, FEATURES)
     assert model.weights == alone.weights, "the names-refused probes changed the fit"
-    checked = _two_fold(passing + named_out, 0.1, seed=0)
+    checked = _two_fold(passing + named_out, 0.1, FEATURES, seed=0)
     assert checked["unanswerable_probes"] == 80 and checked["unanswerable_refused"] > 0.9
     # too few pass the names rule to place a model: all unanswerable probes are used
     few = passing[:40] + passing[40:45] + named_out
     assert (
-        _fit_gate(few, 0.1)[0].weights != _fit_gate(passing[:40] + passing[40:45], 0.1)[0].weights
+        _fit_gate(few, 0.1, FEATURES)[0].weights
+        != _fit_gate(passing[:40] + passing[40:45], 0.1, FEATURES)[0].weights
     )
 
 
@@ -282,3 +285,71 @@ def test_a_name_is_pinned_without_the_left_out_document_as_it_would_be_in_an_ind
     question = "When did Orlek found the mill?"
     assert pinned_names(question, shown, index) == []  # document a mentions Orlek too
     assert pinned_names(question, shown, index, without="a") == ["Orlek"]
+
+
+class CountingEmbedder:
+    """The fake embedder, recording every text it is asked to embed."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.texts = inner, []
+        self.dimension, self.name = inner.dimension, inner.name
+        self.tokenizer, self.max_seq_length = inner.tokenizer, inner.max_seq_length
+
+    def encode(self, texts, progress: bool = False) -> np.ndarray:
+        self.texts.extend(texts)
+        return self.inner.encode(texts, progress)
+
+
+def invented(i: int) -> str:
+    """A document of sentences in words no other document uses: each fact is its own."""
+    rng = random.Random(i)
+
+    def word() -> str:
+        return "".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(3))
+
+    return " ".join(
+        f"The {word()} of {word()} keeps {rng.randint(2, 900)} {word()} beside the {word()} "
+        f"{word()}."
+        for _ in range(6)
+    )
+
+
+def test_a_lexical_calibration_embeds_only_its_probe_questions_and_a_full_one_weighs_more(
+    tmp_path: Path, fake_embedder
+) -> None:
+    corpus = tmp_path / "farm"
+    corpus.mkdir()
+    for i in range(12):  # one changed is under a tenth: its probes alone are measured again
+        (corpus / f"s{i}.txt").write_text(invented(i) + "\n")
+    settings = Settings(index_root=tmp_path / "indexes", calibration_probes=40, check_names=False)
+    index_corpus(corpus, "farm", settings, embedder=fake_embedder, show_progress=False)
+    index = load_index(settings, "farm")
+    documents = {f"s{i}.txt": invented(i) for i in range(12)}
+    assert set(documents) == set(index.manifest["documents"])
+    counting = CountingEmbedder(fake_embedder)
+    lexical_settings = settings.model_copy(update={"calibration_signals": "lexical"})
+    lexical = calibrate(index, counting, lexical_settings, documents)
+    assert lexical.signals == "lexical" and lexical.model.features == SIGNAL_SETS["lexical"]
+    asked = [q for _, q, _ in probe_questions(documents, 40, seed=len(documents))]
+    assert counting.texts == asked  # the probe questions, and no sentence
+    counting.texts.clear()
+    full = calibrate(index, counting, settings, documents)  # the default
+    assert full.signals == "full" and full.model.features == SIGNAL_SETS["full"]
+    assert len(counting.texts) > 2 * len(asked)  # the retrieved sentences too
+    assert all(len(p.answerable or p.unanswerable) == 4 for p in full.probes)
+    # a small update measured with the other signal set cannot reuse its probes
+    again = calibrate(
+        index, counting, lexical_settings, documents, previous=full, changed={"s0.txt"}
+    )
+    assert again.reused_probes == 0 and again.signals == "lexical"
+    kept = calibrate(
+        index, counting, lexical_settings, documents, previous=lexical, changed={"s0.txt"}
+    )
+    assert kept.reused_probes > 0 and kept.signals == "lexical"
+    index.close()
+
+
+def test_a_model_with_unknown_signals_is_refused_when_read() -> None:
+    data = model().as_dict() | {"features": ["dense", "mood"]}
+    with pytest.raises(ValueError, match="features"):
+        AnswerabilityModel.from_dict(data)
