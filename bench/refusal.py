@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from rag.answerability import SIGNAL_SETS, Signals, fit
-from rag.calibration import _arrays, calibrate, read_calibration
+from rag.calibration import Gate, _arrays, calibrate, read_calibration
 from rag.chain import Pipeline
 from rag.config import Settings
 from rag.documents import load_corpus
@@ -119,8 +119,9 @@ def run(spec: str, work: Path, embedder, limit: int, seed: int) -> dict[str, Any
         out["gates"][label] = refusal_figures(
             *[[r[0] for r in results[k]] for k in ("answerable", "unanswerable", "still")], seed
         )
-    refused = {
-        kind: [r is None or lexical.model.score(r) < lexical.threshold for r in rows]
+    lexical_gate = Gate("calibrated", "lexical", lexical.threshold, lexical.model)
+    refused = {  # None: refused before the gate, as in the chain
+        kind: [r is None or lexical_gate.refusal(r) is not None for r in rows]
         for kind, rows in signals.items()
     }
     out["gates"]["calibrated (lexical)"] = refusal_figures(
