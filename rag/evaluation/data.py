@@ -1,7 +1,9 @@
 """Datasets in the shared format: corpus.jsonl, optional train.jsonl, optional test.jsonl.
 
 A folder without test.jsonl (only corpus.jsonl, or plain .md/.txt documents) gets cloze
-questions generated from its documents: teams rarely have a question set.
+questions generated from its documents: teams rarely have a question set. A question with no
+answers (or kind "unanswerable") is one whose right reply is a refusal; conversations.jsonl
+holds multi-turn cases, asked through the same follow-up rewriting as the chat route.
 """
 
 from __future__ import annotations
@@ -9,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from rag.documents import Document, load_corpus
 from rag.errors import InputError
@@ -23,6 +25,13 @@ NUMBER = re.compile(r"(?<![\w.-])\d+(?:[.,]\d+)*(?![\w-])")
 NAME = re.compile(r"(?<=[a-z,;:] )[A-Z][a-zA-Z]+(?: [A-Z][a-zA-Z]+)*")
 
 
+UNANSWERABLE = "unanswerable"
+ROLES = frozenset({"user", "assistant"})
+# Gold answers longer than this (median words) are written sentences, not extracted spans:
+# token F1 scores them, since a correct reply in its own words never contains a whole sentence.
+SHORT_ANSWER_WORDS = 12
+
+
 @dataclass(frozen=True)
 class Question:
     id: str
@@ -30,6 +39,30 @@ class Question:
     answers: list[str]
     doc_id: str | None
     kind: str | None = None
+
+    @property
+    def unanswerable(self) -> bool:
+        """No document holds the answer: the right reply is a refusal."""
+        return not self.answers or self.kind == UNANSWERABLE
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """Earlier turns (oldest first, as (user, assistant) pairs) and the last user question."""
+
+    id: str
+    history: list[tuple[str, str | None]]
+    question: str
+    answerable: bool
+    target: str
+    doc_ids: list[str]
+
+    @property
+    def unanswerable(self) -> bool:
+        return not self.answerable
+
+
+T = TypeVar("T", "Question", "Conversation")
 
 
 @dataclass(frozen=True)
@@ -39,6 +72,12 @@ class Dataset:
     test: list[Question]
     train: list[Question]
     generated: bool = False  # the questions were made from the documents (no test.jsonl)
+    conversations: list[Conversation] = field(default_factory=list)
+
+    @property
+    def metric(self) -> str:
+        """How answers are scored: containment for short gold answers, token F1 for long ones."""
+        return answer_metric(self.test)
 
     @property
     def name(self) -> str:
@@ -79,9 +118,26 @@ def load_dataset(root: Path, max_per_document: int = 12) -> Dataset:
             raise InputError(
                 f"{root / name}: {len(stray)} doc_id(s) not in the corpus, e.g. {stray[0]!r}"
             )
-    if not test:
+    conversations = []
+    if (root / "conversations.jsonl").is_file():
+        conversations = _conversations(root / "conversations.jsonl")
+        stray = sorted({d for c in conversations for d in c.doc_ids if d not in known})
+        if stray:
+            raise InputError(
+                f"{root / 'conversations.jsonl'}: {len(stray)} doc_id(s) not in the corpus, "
+                f"e.g. {stray[0]!r}"
+            )
+    if not test and not conversations:
         raise InputError(f"{root / 'test.jsonl'} holds no questions")
-    return Dataset(root, documents, test, train, generated)
+    return Dataset(root, documents, test, train, generated, conversations)
+
+
+def answer_metric(questions: list[Question]) -> str:
+    """'containment' where the median gold answer is short, else 'f1' (written answers)."""
+    lengths = sorted(len(q.answers[0].split()) for q in questions if q.answers)
+    if not lengths:
+        return "containment"
+    return "containment" if lengths[len(lengths) // 2] <= SHORT_ANSWER_WORDS else "f1"
 
 
 def _questions(path: Path) -> list[Question]:
@@ -91,13 +147,51 @@ def _questions(path: Path) -> list[Question]:
             continue
         try:
             r = json.loads(line)
-            out.append(
-                Question(
-                    str(r["id"]), r["question"], list(r["answers"]), r.get("doc_id"), r.get("kind")
-                )
+            q = Question(
+                str(r["id"]), r["question"], list(r["answers"]), r.get("doc_id"), r.get("kind")
             )
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise InputError(f"{path} line {number}: not a question record ({exc})") from None
+        if not isinstance(q.question, str) or not all(isinstance(a, str) for a in q.answers):
+            raise InputError(f"{path} line {number}: question and answers must be text")
+        if q.kind == UNANSWERABLE and q.answers:
+            raise InputError(
+                f"{path} line {number}: kind is 'unanswerable' but it lists answers; "
+                'an unanswerable question has "answers": []'
+            )
+        out.append(q)
+    return out
+
+
+def _conversations(path: Path) -> list[Conversation]:
+    """Conversations whose last message is the user's; anything else is refused by line."""
+    out = []
+    for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path} line {number}"
+        try:
+            r = json.loads(line)
+            messages = [(str(m["role"]), str(m["content"])) for m in r["messages"]]
+            conversation_id, answerable = str(r["id"]), bool(r.get("answerable", True))
+            target, doc_ids = str(r.get("target") or ""), [str(d) for d in r.get("doc_ids") or []]
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            raise InputError(f"{where}: not a conversation record ({exc})") from None
+        if not messages or messages[-1][0] != "user":
+            raise InputError(f"{where}: the last message must be the user's question")
+        if unknown := sorted({role for role, _ in messages} - ROLES):
+            raise InputError(f"{where}: unknown role {unknown[0]!r} (user or assistant)")
+        if answerable and not target:
+            raise InputError(f"{where}: an answerable conversation needs a 'target' reply")
+        history: list[tuple[str, str | None]] = []
+        for role, content in messages[:-1]:
+            if role == "user":
+                history.append((content, None))
+            elif history and history[-1][1] is None:
+                history[-1] = (history[-1][0], content)
+        out.append(
+            Conversation(conversation_id, history, messages[-1][1], answerable, target, doc_ids)
+        )
     return out
 
 
@@ -157,13 +251,16 @@ def _blank(sentence: str, title: str) -> re.Match[str] | None:
     return None
 
 
-def split_of(question: Question) -> Literal["tune", "report"]:
+def split_of(question: Question | Conversation) -> Literal["tune", "report"]:
     """Which half a question belongs to, by a stable hash of its document (or its own id)."""
-    key = question.doc_id if question.doc_id is not None else f"question:{question.id}"
+    if isinstance(question, Conversation):
+        key = question.doc_ids[0] if question.doc_ids else f"conversation:{question.id}"
+    else:
+        key = question.doc_id if question.doc_id is not None else f"question:{question.id}"
     return "tune" if hashlib.sha256(key.encode()).digest()[0] % 2 == 0 else "report"
 
 
-def in_split(questions: list[Question], split: Split) -> list[Question]:
+def in_split(questions: list[T], split: Split) -> list[T]:
     if split == "all":
         return list(questions)
     return [q for q in questions if split_of(q) == split]

@@ -94,6 +94,34 @@ def pct(interval: dict[str, float]) -> str:
     return f"{interval['mean']:.1%} [{interval['low']:.1%}, {interval['high']:.1%}]"
 
 
+METRIC_NAMES = {"containment": "answer containment", "f1": "token F1"}
+
+
+def conversation_section(systems: dict[str, Any]) -> list[str]:
+    """Answer score and refusal on conversations, each last turn made standalone first."""
+    rows = {n: s["conversations"] for n, s in systems.items() if s.get("conversations")}
+    if not rows:
+        return []
+    lines = [
+        "",
+        "### Conversations",
+        "",
+        "The last user turn of each conversation, made standalone by the same follow-up "
+        "rewriting as `/v1/chat/completions`, then answered; token F1 against the reference "
+        "reply on answerable ones, refusal on the others.",
+        "",
+        "| system | token F1 (answerable) | answerable refused | unanswerable refused "
+        "| rewritten |",
+        "|---|---|---|---|---|",
+    ]
+    for name, c in rows.items():
+        lines.append(
+            f"| {name} | {pct(c['f1'])} | {interval(c['answerable_refused'])} "
+            f"| {interval(c['unanswerable_refused'])} | {c['rewritten']:.0%} |"
+        )
+    return lines
+
+
 def markdown(r: dict[str, Any]) -> str:
     setup, systems, prep = r["setup"], r["systems"], r["prepare"]
     lines = [
@@ -112,27 +140,35 @@ def markdown(r: dict[str, Any]) -> str:
     ]
     lines += generated_section(setup.get("generated_questions"))
     lines += backend_section(setup.get("answered_on"))
+    metric = setup.get("metric", "containment")
     lines += [
         "",
         "## Answer quality",
         "",
-        "| system | exact match | token F1 | answer containment |",
-        "|---|---|---|---|",
+        f"Scored by **{METRIC_NAMES.get(metric, metric)}** ({setup.get('metric_rule', '')}). "
+        "Quoted: replies that are a sentence of the passages, not the model's words, and their "
+        "score.",
+        "",
+        "| system | exact match | token F1 | answer containment | quoted (score) |",
+        "|---|---|---|---|---|",
     ]
     for name, s in systems.items():
+        q = s.get("quoted") or {}
+        quoted = f"{q['share']:.0%} ({q['score']:.0%})" if q.get("n") else "0%" if q else "-"
         lines.append(
-            f"| {name} | {pct(s['exact_match'])} | {pct(s['f1'])} | {pct(s['containment'])} |"
+            f"| {name} | {pct(s['exact_match'])} | {pct(s['f1'])} | {pct(s['containment'])} "
+            f"| {quoted} |"
         )
-    kinds = sorted({k for s in systems.values() for k in s["containment_by_kind"]})
+    kinds = sorted({k for s in systems.values() for k in s["score_by_kind"]})
     lines += [
         "",
-        "### Containment by kind of question",
+        f"### {METRIC_NAMES.get(metric, metric).capitalize()} by kind of question",
         "",
         "| system | " + " | ".join(kinds) + " |",
         "|---|" + "---|" * len(kinds),
     ]
     for name, s in systems.items():
-        by_kind = s["containment_by_kind"]
+        by_kind = s["score_by_kind"]
         cells = [pct(by_kind[k]) if k in by_kind else "-" for k in kinds]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += verdict_section(r.get("verdict_by_kind", {}))
@@ -172,6 +208,13 @@ def markdown(r: dict[str, Any]) -> str:
             f"| {name} | {interval(f['unanswerable_refused'])} "
             f"| {interval(f['answerable_refused'])} | {interval(f['still_answerable_refused'])} |"
         )
+    if setup.get("native_unanswerable_questions"):
+        lines.append(
+            f"\nThe unanswerable column also holds the dataset's own "
+            f"{setup['native_unanswerable_questions']} unanswerable questions, asked of the "
+            "whole index."
+        )
+    lines += conversation_section(systems)
     for name, gate in setup.get("refusal_gates", {}).items():
         lines.append(f"\n{name} refuses by the {gate['gate']} gate: {gate['why']}.")
     if any("coverage_curve" in s for s in systems.values()):
@@ -257,7 +300,7 @@ def verdict_section(by_kind: dict[str, Any]) -> list[str]:
         "",
         "## Verdict per kind of question",
         "",
-        "Paired difference rag - system in containment on the same questions (95% CI); the "
+        "Paired difference rag - system in the answer score on the same questions (95% CI); the "
         "winner is the system whose interval excludes zero.",
         "",
         "| kind | n | best | " + " | ".join(f"rag - {n}" for n in others) + " |",
@@ -270,7 +313,7 @@ def verdict_section(by_kind: dict[str, Any]) -> list[str]:
             d = v["rag_minus"][name]
             mark = "" if d["winner"] == "tie" else f" **{d['winner']}**"
             cells.append(f"{d['mean']:+.1%} [{d['low']:+.1%}, {d['high']:+.1%}]{mark}")
-        best = f"{v['best']} ({v['containment'][v['best']]:.1%})"
+        best = f"{v['best']} ({v['score'][v['best']]:.1%})"
         lines.append(f"| {kind} | {v['questions']} | {best} | " + " | ".join(cells) + " |")
     lines += [
         "",

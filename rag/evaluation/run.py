@@ -22,7 +22,16 @@ from rag.config import Settings
 from rag.documents import Document
 from rag.embeddings import Embedder
 from rag.errors import InputError
-from rag.evaluation.data import Dataset, Question, Split, cloze_questions, in_split, load_dataset
+from rag.evaluation.conversations import ask_conversations
+from rag.evaluation.data import (
+    SHORT_ANSWER_WORDS,
+    Dataset,
+    Question,
+    Split,
+    cloze_questions,
+    in_split,
+    load_dataset,
+)
 from rag.evaluation.finetune import (
     FineTuneConfig,
     FineTuneResult,
@@ -93,12 +102,14 @@ def write_corpus(documents: list[Document], path: Path) -> Path:
     return path
 
 
-def score(prediction: Prediction, question: Question) -> dict[str, float]:
-    return {
+def score(prediction: Prediction, question: Question, metric: str) -> dict[str, float]:
+    """The three answer metrics, and `score`: the one the dataset is judged by (`metric`)."""
+    values = {
         "exact_match": exact_match(prediction.reply, question.answers),
         "f1": f1_score(prediction.reply, question.answers),
         "containment": containment(prediction.reply, question.answers),
     }
+    return values | {"score": values[metric]}
 
 
 def dir_mb(path: Path) -> float:
@@ -139,28 +150,42 @@ def run_evaluation(
     retrain: bool = False,
     show_progress: bool = True,
     min_unanswerable: int = MIN_UNANSWERABLE,
+    metric: str = "auto",
 ) -> dict[str, Any]:
     """Prepare, answer, score; returns every number (write_report writes them to `out`).
 
-    The data and settings are checked before anything is written under `out`.
+    The data and settings are checked before anything is written under `out`. Questions the
+    dataset marks unanswerable are asked of the whole index and scored as refusals, beside the
+    questions about documents held out of it; `metric` is containment, f1 or auto (the
+    dataset's: containment for short gold answers, token F1 for written ones).
     """
     tuning = (tuning or FineTuning(config=FineTuneConfig(seed=seed))).validate()
     if split not in ("tune", "report", "all"):
         raise InputError(f"--split is tune, report or all, not {split!r}")
     dataset = data if isinstance(data, Dataset) else load_dataset(data)
+    if metric not in ("auto", "containment", "f1"):
+        raise InputError(f"--metric is auto, containment or f1, not {metric!r}")
+    metric = dataset.metric if metric == "auto" else metric
     documents = dataset.documents
-    scored = in_split(dataset.test, split)
-    if not scored:
-        raise InputError(f"no question of {dataset.name} falls in the {split!r} split")
+    in_half = in_split(dataset.test, split)
+    conversations = in_split(dataset.conversations, split)
+    scored = [q for q in in_half if not q.unanswerable]
+    native = [q for q in in_half if q.unanswerable]
+    if not scored and not conversations:
+        raise InputError(f"no answerable question of {dataset.name} falls in the {split!r} split")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    # held out from the scored half, so that refusals are measured where the scores are
-    held = choose_held(scored, documents, rng, holdout, min_unanswerable)
+    # held out from the scored half, so that refusals are measured where the scores are; the
+    # dataset's own unanswerable questions count towards the minimum
+    held = choose_held(scored, documents, rng, holdout, max(0, min_unanswerable - len(native)))
     questions, held_questions = pick_questions(scored, held, limit, seed)
+    if limit:
+        native = random.Random(seed).sample(native, min(len(native), limit))
     base_docs = [d for d in documents if d.id not in held]
     unanswerable, _ = split_held(held_questions, base_docs)
-    no_answer = {q.id for q in unanswerable}
+    held_questions = held_questions + native
+    no_answer = {q.id for q in unanswerable} | {q.id for q in native}
     settings = settings.model_copy(update={"index_root": out / "index"})
     work = out / "work"
     shutil.rmtree(settings.index_root, ignore_errors=True)
@@ -266,7 +291,7 @@ def run_evaluation(
             show=show_progress,
         ):
             p = runner.answer(q.id, q.question)
-            rows.append((q, p, score(p, q)))
+            rows.append((q, p, score(p, q, metric)))
         held_bar = progress(
             held_questions,
             total=len(held_questions),
@@ -279,8 +304,20 @@ def run_evaluation(
         for q, p, s in rows:
             predictions.append(asdict(p) | s | {"kind": q.kind, "slice": "main", "gold": q.answers})
         for q, p in held_rows:
-            where = "held-out" if q.id in no_answer else "held-out, still answerable"
+            where = (
+                "unanswerable"
+                if q.unanswerable
+                else "held-out"
+                if q.id in no_answer
+                else "held-out, still answerable"
+            )
             predictions.append(asdict(p) | {"kind": q.kind, "slice": where, "gold": q.answers})
+        if conversations and hasattr(runner, "answer"):
+            summary, rows_out = ask_conversations(
+                runner, conversations, settings, seed, show_progress, name
+            )
+            results["systems"][name]["conversations"] = summary
+            predictions.extend(rows_out)
         scores[name] = [s | {"kind": str(q.kind)} for q, _, s in rows]
 
     experiment = Experiment(
@@ -297,10 +334,16 @@ def run_evaluation(
         "questions without a doc_id by their own id",
         "questions": len(questions),
         "questions_in_split": len(scored),
+        "metric": metric,
+        "metric_rule": "containment where the median gold answer has at most "
+        f"{SHORT_ANSWER_WORDS} words (extracted spans), else token F1 (written answers)",
+        "native_unanswerable_questions": len(native),
+        "conversations": len(conversations),
         "generated_questions": generated_summary(dataset),
         "held_out_documents": sorted(held),
         "held_out_questions": len(held_questions),
         "unanswerable_questions": len(no_answer),
+        "held_out_unanswerable_questions": len(unanswerable),
         "still_answerable_questions": len(held_questions) - len(no_answer),
         "unanswerable_rule": "a question on a held-out document whose gold answer no document "
         "left in the index holds (normalised containment); the others are still answerable",
@@ -386,12 +429,12 @@ ANSWERING_SETTINGS = {
 
 def summarize(rows, held_rows, k: int, seed: int, no_answer: set[str]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
-    for metric in ("exact_match", "f1", "containment"):
+    for metric in ("exact_match", "f1", "containment", "score"):
         summary[metric] = asdict(bootstrap([s[metric] for _, _, s in rows], seed=seed))
     kinds: dict[str, list[float]] = defaultdict(list)
     for q, _, s in rows:
-        kinds[str(q.kind)].append(s["containment"])
-    summary["containment_by_kind"] = {
+        kinds[str(q.kind)].append(s["score"])
+    summary["score_by_kind"] = {
         kind: asdict(bootstrap(v, seed=seed)) for kind, v in sorted(kinds.items())
     }
     latencies = sorted(p.seconds for _, p, _ in rows)
@@ -400,6 +443,12 @@ def summarize(rows, held_rows, k: int, seed: int, no_answer: set[str]) -> dict[s
         latencies[min(int(0.95 * len(latencies)), len(latencies) - 1)] if latencies else None
     )
     summary["abstained_on_main"] = statistics.fmean(p.abstained for _, p, _ in rows) if rows else 0
+    quoted = [s["score"] for _, p, s in rows if p.quoted]
+    summary["quoted"] = {
+        "share": len(quoted) / len(rows) if rows else 0.0,
+        "score": statistics.fmean(quoted) if quoted else None,
+        "n": len(quoted),
+    }
     unanswerable = [(q, p) for q, p in held_rows if q.id in no_answer]
     summary["abstention_on_held_out"] = (
         statistics.fmean(p.abstained for _, p in unanswerable) if unanswerable else None
@@ -413,7 +462,7 @@ def summarize(rows, held_rows, k: int, seed: int, no_answer: set[str]) -> dict[s
     if any(p.answerability is not None for _, p, _ in rows):
         summary["coverage_curve"] = coverage_curve(
             [p.answerability for _, p, _ in rows],
-            [s["containment"] for _, _, s in rows],
+            [s["score"] for _, _, s in rows],
             [not p.abstained for _, p, _ in rows],
             [p.answerability for _, p in unanswerable],
             [not p.abstained for _, p in unanswerable],
@@ -515,11 +564,11 @@ def _accuracy(runner, questions: list[Question], desc: str, show: bool) -> dict[
 def compare(
     results: dict[str, Any], scores: dict[str, list[dict]], a: str, b: str, seed: int
 ) -> dict[str, Any]:
-    """Paired difference a - b in containment over the same questions, and a verdict."""
+    """Paired difference a - b in the answer score over the same questions, and a verdict."""
     if a not in scores or b not in scores:
         return {}
-    xs = [s["containment"] for s in scores[a]]
-    ys = [s["containment"] for s in scores[b]]
+    xs = [s["score"] for s in scores[a]]
+    ys = [s["score"] for s in scores[b]]
     diff = paired_bootstrap(xs, ys, seed=seed)
     cost = ""
     prep_a, prep_b = prep_seconds(results, a), prep_seconds(results, b)
@@ -527,12 +576,12 @@ def compare(
         cost = f"; preparing {b} took {prep_b / prep_a:.0f}x the time of preparing {a}"
     span = f"95% CI {diff.low:+.1%} to {diff.high:+.1%}"
     if diff.low > 0:
-        verdict = f"{a} beats {b}: {diff.mean:+.1%} answer containment ({span}){cost}."
+        verdict = f"{a} beats {b}: {diff.mean:+.1%} answer score ({span}){cost}."
     elif diff.high < 0:
-        verdict = f"{b} beats {a}: {a} - {b} = {diff.mean:+.1%} containment ({span}){cost}."
+        verdict = f"{b} beats {a}: {a} - {b} = {diff.mean:+.1%} answer score ({span}){cost}."
     else:
         verdict = f"no clear difference between {a} and {b}: {diff.mean:+.1%} ({span}){cost}."
-    return {"a": a, "b": b, "metric": "containment", **asdict(diff), "verdict": verdict}
+    return {"a": a, "b": b, "metric": "score", **asdict(diff), "verdict": verdict}
 
 
 def verdict_by_kind(
@@ -546,7 +595,7 @@ def verdict_by_kind(
     for kind in kinds:
         rows = [i for i, s in enumerate(scores["rag"]) if s["kind"] == kind]
         means = {
-            name: statistics.fmean(values[i]["containment"] for i in rows)
+            name: statistics.fmean(values[i]["score"] for i in rows)
             for name, values in scores.items()
         }
         versus = {}
@@ -554,8 +603,8 @@ def verdict_by_kind(
             if name == "rag":
                 continue
             diff = paired_bootstrap(
-                [scores["rag"][i]["containment"] for i in rows],
-                [scores[name][i]["containment"] for i in rows],
+                [scores["rag"][i]["score"] for i in rows],
+                [scores[name][i]["score"] for i in rows],
                 seed=seed,
             )
             winner = "rag" if diff.low > 0 else name if diff.high < 0 else "tie"
@@ -564,7 +613,7 @@ def verdict_by_kind(
         beats_rag = [n for n, v in versus.items() if v["winner"] == n]
         out[kind] = {
             "questions": len(rows),
-            "containment": means,
+            "score": means,
             "best": best,
             "rag_minus": versus,
             "beats_rag": beats_rag,

@@ -29,6 +29,7 @@ class Prediction:
     reason: str | None = None  # why the retrieval chain abstained
     draft: str | None = None  # what the model said before the chain abstained
     answerability: float | None = None  # the chain's gate score (rag systems)
+    quoted: bool = False  # the reply is a sentence of the passages, not the model's words
 
 
 def answered_on(generator: ChatGenerator, trained: bool = False) -> str:
@@ -75,6 +76,7 @@ class Retrieval:
             reason=answer.reason,
             draft=answer.draft,
             answerability=answer.answerability,
+            quoted=answer.quoted,
         )
 
     def gate(self) -> dict[str, object]:

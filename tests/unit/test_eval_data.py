@@ -10,6 +10,7 @@ import pytest
 from rag.documents import Document
 from rag.errors import InputError
 from rag.evaluation.data import Question, cloze_questions, in_split, load_dataset, split_of
+from rag.evaluation.data import answer_metric as load_metric
 
 DOCS = [
     Document("p1", "Orla Vantrig", "Orla Vantrig is 41 years old. She lives in Quessel today."),
@@ -116,3 +117,84 @@ def test_the_second_word_of_a_name_is_not_taken_for_a_name():
     doc = Document("p", "Orla Vantrig", "Orla Vantrig lives in Quessel near the sea.")
     [question] = cloze_questions([doc])
     assert question.answers == ["Quessel"]
+
+
+def people_folder(root: Path, test_rows: list[dict], conversations: list[dict] | None = None):
+    write(root, "corpus.jsonl", [{"id": d.id, "title": d.title, "text": d.text} for d in DOCS])
+    write(root, "test.jsonl", test_rows)
+    if conversations is not None:
+        write(root, "conversations.jsonl", conversations)
+    return root
+
+
+def test_empty_answers_or_the_unanswerable_kind_mark_a_question_unanswerable(tmp_path: Path):
+    rows = [
+        {"id": "a", "question": "How old is Orla?", "answers": ["41"], "doc_id": "p1"},
+        {"id": "b", "question": "Orla's shoe size?", "answers": [], "doc_id": None},
+        {"id": "c", "question": "Her car?", "answers": [], "kind": "unanswerable"},
+        {"id": "d", "question": "Her job?", "answers": [], "kind": "whatever-new-kind"},
+    ]
+    dataset = load_dataset(people_folder(tmp_path / "d", rows))
+    assert [q.unanswerable for q in dataset.test] == [False, True, True, True]
+    assert dataset.metric == "containment"
+
+
+def test_a_question_marked_unanswerable_with_answers_is_refused_by_line(tmp_path: Path):
+    rows = [
+        {"id": "a", "question": "How old?", "answers": ["41"], "doc_id": "p1"},
+        {"id": "b", "question": "Shoe size?", "answers": ["9"], "kind": "unanswerable"},
+    ]
+    with pytest.raises(InputError, match=r"line 2: kind is 'unanswerable' but it lists answers"):
+        load_dataset(people_folder(tmp_path / "d", rows))
+
+
+def test_written_answers_are_scored_by_token_f1():
+    sentence = "Orla Vantrig is forty one years old and lives in the town of Quessel today."
+    long = [Question("a", "q", [sentence], "p1"), Question("b", "q", [], None)]
+    short = [Question(i, "q", ["41"], "p1") for i in "ab"] + [Question("c", "q", [sentence], "p1")]
+    assert load_metric(long) == "f1" and load_metric(short) == "containment"
+    assert load_metric([Question("b", "q", [], None)]) == "containment"
+
+
+def test_conversations_load_with_their_history_paired(tmp_path: Path):
+    conversation = {
+        "id": "c1",
+        "messages": [
+            {"role": "user", "content": "Who is Orla Vantrig?"},
+            {"role": "assistant", "content": "A person."},
+            {"role": "user", "content": "How old is she?"},
+        ],
+        "answerable": True,
+        "target": "She is 41.",
+        "doc_ids": ["p1"],
+    }
+    rows = [{"id": "a", "question": "How old is Orla?", "answers": ["41"], "doc_id": "p1"}]
+    dataset = load_dataset(people_folder(tmp_path / "d", rows, [conversation]))
+    (c,) = dataset.conversations
+    assert c.history == [("Who is Orla Vantrig?", "A person.")]
+    assert c.question == "How old is she?" and not c.unanswerable
+    assert in_split(dataset.conversations, split_of(c)) == [c]
+
+
+@pytest.mark.parametrize(
+    ("messages", "extra", "message"),
+    [
+        (
+            [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
+            {},
+            "the last message must be the user's question",
+        ),
+        (
+            [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "Hi"}],
+            {},
+            "unknown role 'system'",
+        ),
+        ([{"role": "user", "content": "Hi"}], {"target": ""}, "needs a 'target' reply"),
+        ([{"content": "Hi"}], {}, "not a conversation record"),
+    ],
+)
+def test_a_bad_conversation_is_refused_by_line(tmp_path: Path, messages, extra, message):
+    record = {"id": "c1", "messages": messages, "answerable": True, "target": "x"} | extra
+    rows = [{"id": "a", "question": "How old is Orla?", "answers": ["41"], "doc_id": "p1"}]
+    with pytest.raises(InputError, match=rf"conversations.jsonl line 1: .*{message}"):
+        load_dataset(people_folder(tmp_path / "d", rows, [record]))

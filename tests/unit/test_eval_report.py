@@ -9,7 +9,10 @@ from rag.evaluation.run import verdict_by_kind
 
 
 def scores(values: list[int], kinds: list[str]) -> list[dict]:
-    return [{"containment": float(v), "kind": k} for v, k in zip(values, kinds, strict=True)]
+    return [
+        {"containment": float(v), "score": float(v), "kind": k}
+        for v, k in zip(values, kinds, strict=True)
+    ]
 
 
 KINDS = ["memorization"] * 20 + ["comparison"] * 20
@@ -72,7 +75,7 @@ def report(ft_converged: bool) -> dict:
         "exact_match": {"mean": 0.5, "low": 0.4, "high": 0.6, "n": 2},
         "f1": {"mean": 0.5, "low": 0.4, "high": 0.6, "n": 2},
         "containment": {"mean": 0.5, "low": 0.4, "high": 0.6, "n": 2},
-        "containment_by_kind": {"memorization": {"mean": 0.5, "low": 0.0, "high": 1.0, "n": 2}},
+        "score_by_kind": {"memorization": {"mean": 0.5, "low": 0.0, "high": 1.0, "n": 2}},
         "latency_p50_s": 0.1,
         "latency_p95_s": 0.2,
         "abstained_on_main": 0.0,

@@ -100,3 +100,43 @@ def test_a_corpus_only_folder_on_the_report_split(tmp_path: Path, fake_embedder)
     assert held and set(held) <= {"p2", "p3", "p4"}, "refusals measured on the scored half"
     assert setup["held_out_questions"] > 0
     assert "8 questions were generated" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_native_unanswerable_questions_and_conversations_are_scored_apart(
+    tmp_path: Path, fake_embedder
+):
+    data = write_dataset(tmp_path / "people")
+    with open(data / "test.jsonl", "a") as handle:
+        for n in range(3):
+            row = {"id": f"none-{n}", "question": f"What car does Orla drive {n}?", "answers": []}
+            handle.write(json.dumps(row | {"doc_id": None, "kind": "unanswerable"}) + "\n")
+    turns = [
+        {"role": "user", "content": "Where does Orla Vantrig live?"},
+        {"role": "assistant", "content": "In Quessel."},
+        {"role": "user", "content": "How old is she?"},
+    ]
+    rows = [
+        {"id": "c1", "messages": turns, "answerable": True, "target": "41", "doc_ids": ["p1"]},
+        {"id": "c2", "messages": turns[:1], "answerable": False, "target": "", "doc_ids": []},
+    ]
+    (data / "conversations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run, paths = evaluate(tmp_path, fake_embedder, data, systems=("naive", "rag"))
+    setup, systems = run["results"]["setup"], run["results"]["systems"]
+    assert setup["native_unanswerable_questions"] == 3 and setup["metric"] == "containment"
+    assert setup["unanswerable_questions"] == 3 + setup["held_out_unanswerable_questions"]
+    native = [p for p in run["predictions"] if p["slice"] == "unanswerable"]
+    assert len(native) == 6 and {p["question_id"] for p in native} == {"none-0", "none-1", "none-2"}
+    main = [p for p in run["predictions"] if p["slice"] == "main"]
+    assert not any(p["question_id"].startswith("none") for p in main), "never scored as answers"
+    for name in ("naive", "rag"):
+        c = systems[name]["conversations"]
+        assert c["conversations"] == 2 and c["f1"]["n"] == 1
+        assert c["unanswerable_refused"]["n"] == 1
+        assert (
+            systems[name]["refusal"]["unanswerable_refused"]["n"]
+            == 3 + (setup["held_out_unanswerable_questions"])
+        )
+    said = [p for p in run["predictions"] if p["question_id"] == "c1"]
+    assert {p["standalone"] for p in said} == {"How old is Orla Vantrig?"}
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "### Conversations" in report and "Scored by **answer containment**" in report
