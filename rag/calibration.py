@@ -7,6 +7,11 @@ left out of the results) it is not. The gate's signals (rag/answerability.py) ar
 logistic model fitted on those pairs, and the threshold set so that a target share of the
 answerable probes would be refused. The result is kept as JSON beside the index (one file per
 version, under the index root), updated rather than redone when few documents change.
+
+Answerable or not by document is only half of it: a question whose topic the index covers but
+whose fact it does not state reads "relevant" on every signal. So calibration also makes
+near-miss probes whose topic stays in the index (NEAR_MISS_KINDS). This module is the
+index-time room; the answer-time gate (rag/gate.py) reads only the `FittedGate` it writes.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import os
 import random
 import re
 import time
-from dataclasses import asdict, dataclass, field, fields
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,13 +35,21 @@ from rag.answerability import (
     AnswerabilityModel,
     Signals,
     fit,
-    measure,
     needs_ranking,
     stems,
 )
-from rag.errors import RagError
-from rag.focus import Encoder, Sentence, rank_sentences, split_sentences
-from rag.grounding import pinned_names, unmentioned_names
+from rag.focus import split_sentences
+from rag.gate import (
+    FORMAT,
+    CalibrationError,
+    FittedGate,
+    calibrated_gate,
+    calibration_path,
+    fixed_gate,
+    gate_signals,
+    read_calibration_file,
+)
+from rag.grounding import names_in, unmentioned_names
 from rag.progress import progress
 from rag.retrieval import Passage, query_terms, retrieve
 from rag.store.layout import now
@@ -47,7 +61,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMAT = 3  # 2: without rare_words, unanswerable probes may be None; 3: the names rule
 MIN_DOCUMENTS = 3  # leaving one out must leave at least two to retrieve from
 MIN_PAIRS = 8  # fewer probes than this cannot place a threshold
 INCREMENTAL_SHARE = 0.1  # below this share of documents changed, keep the other probes
@@ -56,13 +69,22 @@ NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 QUESTION_WORDS = ("What", "Which", "How", "Who", "When", "Where")
 
 
-class CalibrationError(RagError):
-    """The calibration of an index could not be made or read; the gate falls back."""
+# Unanswerable probes whose topic stays in the index, by kind:
+# "sentence": asked of the index with only the probe's sentence left out of its passages;
+# "swap": the question asked about another document's entity, of the whole index.
+NEAR_MISS_CANDIDATES = ("sentence", "swap")
+PROBE_KINDS = ("document", *NEAR_MISS_CANDIDATES)
+# The kinds made at `rag index`; bench/refusal.py measures what each adds.
+NEAR_MISS_KINDS: tuple[str, ...] = ()
 
 
 @dataclass
 class Probe:
-    """One probe question and the signals it gave with its document and without it."""
+    """One probe question and the signals it gave with its answer and without it.
+
+    kind "document": answerable with its document, unanswerable without it; a near-miss kind
+    ("sentence", "swap") has only unanswerable signals, measured with its topic in the index.
+    """
 
     doc_id: str
     question: str
@@ -71,17 +93,14 @@ class Probe:
     # whether the chain's names rule lets it reach the gate (False: refused before it)
     answerable_named: bool = True
     unanswerable_named: bool = True
+    kind: str = "document"
 
 
 @dataclass
 class Calibration:
-    """A fitted gate for one index version, and how well it did on held-out probes."""
+    """A fitted gate for one index version, the probes it was fitted on, and how it did."""
 
-    index: str
-    version: str
-    model: AnswerabilityModel
-    threshold: float
-    target_false_refusal: float
+    gate: FittedGate
     checked: dict[str, Any]  # two-fold estimate: refusal of each kind of probe, with counts
     probes: list[Probe]
     seconds: float
@@ -89,53 +108,42 @@ class Calibration:
     created_at: str = field(default_factory=now)
 
     @property
+    def model(self) -> AnswerabilityModel:
+        return self.gate.model
+
+    @property
+    def threshold(self) -> float:
+        return self.gate.threshold
+
+    @property
     def signals(self) -> str:
-        """The name of the signal set the model weighs (RAG_CALIBRATION_SIGNALS)."""
-        return next(k for k, v in SIGNAL_SETS.items() if v == self.model.features)
+        return self.gate.signals
 
     def summary(self) -> dict[str, Any]:
-        """What `rag indexes` and `/indexes` say of it."""
-        return {
-            "state": "calibrated",
-            "signals": self.signals,
-            "threshold": round(self.threshold, 4),
-            "target_false_refusal": self.target_false_refusal,
-            "probes": len(self.probes),
-            "unanswerable_probes": sum(p.unanswerable is not None for p in self.probes),
-            "reused_probes": self.reused_probes,
-            "checked": self.checked,
-            "seconds": round(self.seconds, 2),
-            "weights": dict(
-                zip(self.model.features, [round(w, 3) for w in self.model.weights], strict=True)
-            ),
-        }
+        """What `rag index` reports of it (`rag indexes` shows the same, from the gate)."""
+        return {"threshold": round(self.threshold, 4), **self.gate.figures}
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["model"] = self.model.as_dict()
+        data["gate"] = self.gate.as_dict()
         return {"format": FORMAT, **data}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
         if data.get("format") != FORMAT:
             raise ValueError(f"format {data.get('format')!r}, expected {FORMAT}")
-        threshold = float(data["threshold"])
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold {threshold} is outside [0, 1]")
-        model = AnswerabilityModel.from_dict(data["model"])
+        gate = FittedGate.from_dict(data["gate"])
         probes = [Probe(**p) for p in data["probes"]]
         for p in probes:
             if p.answerable is None and p.unanswerable is None:
                 raise ValueError("a probe has no signals")
+            if p.kind not in PROBE_KINDS:
+                raise ValueError(f"a probe of unknown kind {p.kind!r}")
             for v in (p.answerable, p.unanswerable):
-                if v is not None and len(v) != len(model.features):
+                if v is not None and len(v) != len(gate.model.features):
                     raise ValueError("a probe's signals do not match the model's features")
         return cls(
-            index=str(data["index"]),
-            version=str(data["version"]),
-            model=model,
-            threshold=threshold,
-            target_false_refusal=float(data["target_false_refusal"]),
+            gate=gate,
             checked=dict(data["checked"]),
             probes=probes,
             seconds=float(data["seconds"]),
@@ -212,26 +220,6 @@ def probe_questions(
 # -- measuring ----------------------------------------------------------------------------
 
 
-def gate_signals(
-    question: str,
-    passages: list[Passage],
-    embedder: Encoder,
-    index: Index,
-    settings: Settings,
-    vector: np.ndarray | None = None,
-    without: str | None = None,
-    rank: bool = True,
-) -> tuple[Signals, list[Sentence]]:
-    """The signals the chain's gate reads, and the ranked sentences they came from: one
-    function for the chain and the calibration, so both measure the same thing (`without`:
-    a document calibration reads as absent from the index; `rank=False`: no sentence is
-    embedded, and the signals that need them read 0, as a lexical calibration wants)."""
-    lexical = settings.focus_lexical_weight
-    ranked = rank_sentences(question, passages, embedder, lexical, vector) if rank else None
-    pinned = bool(settings.check_names and pinned_names(question, passages, index, without))
-    return measure(question, passages, ranked, lexical, pinned), ranked or []
-
-
 class SentenceCache:
     """An encoder that embeds each distinct text once: probes share most of their passages,
     and embedding their sentences again and again was nearly all of calibration's time."""
@@ -250,9 +238,12 @@ class SentenceCache:
         return np.stack([self.vectors[t] for t in texts])
 
 
-def held_elsewhere(sentence: str, question: str, passages: list[Passage]) -> bool:
+def held_elsewhere(
+    sentence: str, question: str, passages: list[Passage], about: str | None = None
+) -> bool:
     """Whether some sentence of `passages` states what the probe's sentence does: most of the
-    words the question left out (its likely answer) and its numbers, in one sentence.
+    words the question left out (its likely answer) and its numbers, in one sentence (`about`:
+    in one sentence that also names it, for a fact asked about another entity).
 
     Documents that tell the same facts (pages about one event, a FAQ and its manual) leave a
     probe answerable without its document; counted as unanswerable, such probes taught the gate
@@ -263,10 +254,89 @@ def held_elsewhere(sentence: str, question: str, passages: list[Passage]) -> boo
         return False
     for passage in passages:
         for other in split_sentences(passage.text):
+            if about is not None and about.lower() not in other.lower():
+                continue
             words = stems(other) | set(NUMBER.findall(other))
             if len(hidden & words) >= HELD_ELSEWHERE * len(hidden):
                 return True
     return False
+
+
+# -- near misses: the topic stays in the index, the fact does not ----------------------------
+
+
+def without_sentence(passages: list[Passage], sentence: str) -> list[Passage] | None:
+    """The passages with `sentence` cut out, as retrieval would give them from an index whose
+    document lacks just that sentence; None when no passage holds it whole (cut at a chunk
+    border: the fact would still be half there). The passages keep their scores: the rest of
+    the chunk is what made them match."""
+    if not any(sentence in p.text for p in passages):
+        return None
+    cut = [replace(p, text=p.text.replace(sentence, " ").strip()) for p in passages]
+    return [p for p in cut if p.text]
+
+
+def entity_names(documents: dict[str, str], most: int = 3) -> dict[str, list[str]]:
+    """Each document's own names, most used first: the capitalised words it uses that few other
+    documents do (a person, a product, a place), never one the whole corpus shares."""
+    counts = {
+        d: Counter(n for t in split_sentences(text) for n in names_in(t))
+        for d, text in documents.items()
+    }
+    spread = Counter(n for c in counts.values() for n in c)
+    rare = max(1, len(documents) // 50)
+    return {
+        d: sorted((n for n in c if spread[n] <= rare), key=lambda n: (spread[n], -c[n]))[:most]
+        for d, c in counts.items()
+    }
+
+
+def swap_question(question: str, own: list[str], other: str) -> str:
+    """The question asked about `other` instead: its document's names replaced by the other
+    entity's, or the other entity named after the question word when it names none."""
+    swapped = question
+    for name in own:
+        swapped = re.sub(rf"\b{re.escape(name)}\b", other, swapped)
+    if swapped != question:
+        return swapped
+    first, _, rest = question.partition(" ")
+    return f"{first} {other} {rest}"
+
+
+def swap_pairs(
+    pairs: list[tuple[str, str, str]], documents: dict[str, str], seed: int = 0
+) -> list[tuple[str, str, str, str]]:
+    """(doc_id, swapped question, sentence asked about, the other entity) for each probe whose
+    document has a name of its own and some other document has a name it never mentions."""
+    names = entity_names(documents)
+    owners = sorted(d for d, n in names.items() if n)
+    rng = random.Random(seed)
+    out = []
+    for doc_id, question, sentence in pairs:
+        text = documents[doc_id].lower()
+        choices = [names[d][0] for d in owners if d != doc_id and names[d][0].lower() not in text]
+        if not names.get(doc_id) or not choices:
+            continue
+        other = rng.choice(choices)
+        out.append((doc_id, swap_question(question, names[doc_id], other), sentence, other))
+    return out
+
+
+def _retrieve(
+    index: Index, embedder: Embedder, settings: Settings, question: str, vector, deeper: int = 0
+) -> list[Passage]:
+    k = settings.k + deeper
+    return retrieve(
+        index,
+        embedder,
+        question,
+        k=k,
+        candidates=max(settings.candidates, k) + deeper,
+        vector=vector,
+        mode=settings.retrieval_mode,
+        rrf_k=settings.rrf_k,
+        dense_weight=settings.dense_weight,
+    )
 
 
 def _measure_probes(
@@ -276,51 +346,40 @@ def _measure_probes(
     settings: Settings,
     chunks_of: dict[str, int],
     features: tuple[str, ...],
+    documents: dict[str, str],
+    kinds: tuple[str, ...] = NEAR_MISS_KINDS,
     show_progress: bool = False,
 ) -> list[Probe]:
     rank = needs_ranking(features)
-    vectors = embedder.encode([q for _, q, _ in pairs]) if pairs else []
-    options = {
-        "mode": settings.retrieval_mode,
-        "rrf_k": settings.rrf_k,
-        "dense_weight": settings.dense_weight,
-    }
-    retrieved = []
+    swaps = swap_pairs(pairs, documents) if "swap" in kinds else []
+    asked_texts = [q for _, q, _ in pairs] + [q for _, q, _, _ in swaps]
+    vectors = embedder.encode(asked_texts) if asked_texts else []
+    retrieved, swapped = [], []
     asked = progress(
-        zip(pairs, vectors, strict=True),
-        total=len(pairs),
+        range(len(asked_texts)),
+        total=len(asked_texts),
         desc="calibrating refusal",
         unit="probe",
         show=show_progress,
     )
-    for (doc_id, question, _), vector in asked:
-        found = retrieve(
-            index,
-            embedder,
-            question,
-            k=settings.k,
-            candidates=settings.candidates,
-            vector=vector,
-            **options,
-        )
+    for i in asked:
+        if i >= len(pairs):
+            swapped.append(_retrieve(index, embedder, settings, asked_texts[i], vectors[i]))
+            continue
+        doc_id, question, _ = pairs[i]
+        found = _retrieve(index, embedder, settings, question, vectors[i])
         # Without D: search as deep as D has chunks, then leave D out.
-        deep = settings.k + chunks_of.get(doc_id, 0)
-        others = retrieve(
-            index,
-            embedder,
-            question,
-            k=deep,
-            candidates=max(settings.candidates, deep) + chunks_of.get(doc_id, 0),
-            vector=vector,
-            **options,
+        others = _retrieve(
+            index, embedder, settings, question, vectors[i], chunks_of.get(doc_id, 0)
         )
         retrieved.append((found, [p for p in others if p.doc_id != doc_id][: settings.k]))
     cache = SentenceCache(embedder)
     if rank:  # one batched call for every sentence the probes retrieved
-        cache.add([t for a, b in retrieved for p in a + b for t in split_sentences(p.text)])
+        every = [p for a, b in retrieved for p in a + b] + [p for s in swapped for p in s]
+        cache.add([t for p in every for t in split_sentences(p.text)])
     probes = []
     for (doc_id, question, sentence), vector, (found, others) in zip(
-        pairs, vectors, retrieved, strict=True
+        pairs, vectors[: len(pairs)], retrieved, strict=True
     ):
         held = any(p.doc_id == doc_id for p in found)
         answerable, _ = gate_signals(question, found, cache, index, settings, vector, rank=rank)
@@ -338,6 +397,35 @@ def _measure_probes(
                 None if elsewhere else unanswerable.vector(features).tolist(),
                 named(question, found, settings),
                 named(question, others, settings),
+            )
+        )
+        rest = without_sentence(found, sentence) if held and "sentence" in kinds else None
+        if rest and not held_elsewhere(sentence, question, rest):
+            near, _ = gate_signals(question, rest, cache, index, settings, vector, rank=rank)
+            probes.append(
+                Probe(
+                    doc_id,
+                    question,
+                    None,
+                    near.vector(features).tolist(),
+                    unanswerable_named=named(question, rest, settings),
+                    kind="sentence",
+                )
+            )
+    for (doc_id, question, sentence, other), vector, found in zip(
+        swaps, vectors[len(pairs) :], swapped, strict=True
+    ):
+        if held_elsewhere(sentence, question, found, about=other):
+            continue
+        near, _ = gate_signals(question, found, cache, index, settings, vector, rank=rank)
+        probes.append(
+            Probe(
+                doc_id,
+                question,
+                None,
+                near.vector(features).tolist(),
+                unanswerable_named=named(question, found, settings),
+                kind="swap",
             )
         )
     return probes
@@ -398,6 +486,7 @@ def _two_fold(
     random.Random(seed).shuffle(docs)
     halves = [set(docs[::2]), set(docs[1::2])]
     refused_ok, refused_no, n_ok, n_no = 0, 0, 0, 0
+    by_kind: dict[str, list[bool]] = {}
     for train, test in (halves, halves[::-1]):
         fit_on = [p for p in probes if p.doc_id in train]
         scored = [p for p in probes if p.doc_id in test]
@@ -412,16 +501,21 @@ def _two_fold(
                     or model.score(signals_of(p.answerable, features)) < threshold
                 )
             if p.unanswerable is not None:
-                n_no += 1
-                refused_no += (
+                no = (
                     not p.unanswerable_named
                     or model.score(signals_of(p.unanswerable, features)) < threshold
                 )
+                n_no += 1
+                refused_no += no
+                by_kind.setdefault(p.kind, []).append(no)
     return {
         "answerable_refused": round(refused_ok / n_ok, 4) if n_ok else None,
         "answerable_probes": n_ok,
         "unanswerable_refused": round(refused_no / n_no, 4) if n_no else None,
         "unanswerable_probes": n_no,
+        "unanswerable_refused_by_kind": {
+            k: round(sum(v) / len(v), 4) for k, v in sorted(by_kind.items())
+        },
         "how": "two folds by document: fitted on one half's probes, counted on the other's",
     }
 
@@ -434,9 +528,11 @@ def calibrate(
     previous: Calibration | None = None,
     changed: set[str] | None = None,
     show_progress: bool = False,
+    kinds: tuple[str, ...] = NEAR_MISS_KINDS,
 ) -> Calibration:
     """Fit the gate for this index version; with `previous` and few `changed` documents, the
-    probes of unchanged documents are kept and only the changed ones are measured anew."""
+    probes of unchanged documents are kept and only the changed ones are measured anew
+    (`kinds`: the near-miss probes made besides the leave-one-document-out ones)."""
     start = time.perf_counter()
     if len(documents) < MIN_DOCUMENTS:
         raise CalibrationError(
@@ -459,7 +555,7 @@ def calibrate(
             count = max(0, round(count * len(todo) / len(documents)))
     pairs = probe_questions(documents, count, seed=len(documents), only=todo) if count else []
     probes = reused + _measure_probes(
-        pairs, index, embedder, settings, chunks_of, features, show_progress
+        pairs, index, embedder, settings, chunks_of, features, documents, kinds, show_progress
     )
     answerable = sum(p.answerable is not None for p in probes)
     if answerable < MIN_PAIRS:
@@ -476,31 +572,66 @@ def calibrate(
         )
     target = settings.calibration_false_refusal
     model, threshold = _fit_gate(probes, target, features)
-    return Calibration(
+    checked = _two_fold(probes, target, features, seed=0)
+    seconds = time.perf_counter() - start
+    gate = FittedGate(
         index=index.name,
         version=index.version,
         model=model,
         threshold=threshold,
         target_false_refusal=target,
-        checked=_two_fold(probes, target, features, seed=0),
-        probes=probes,
-        seconds=time.perf_counter() - start,
-        reused_probes=len(reused),
+        why=_why(probes, settings.calibration_signals, target, kinds),
+        figures=_figures(probes, model, target, checked, seconds, len(reused)),
     )
+    return Calibration(gate, checked, probes, seconds, reused_probes=len(reused))
+
+
+def _why(probes: list[Probe], signals: str, target: float, kinds: tuple[str, ...]) -> str:
+    """How the gate was fitted, in the words `rag indexes` shows."""
+    near = Counter(p.kind for p in probes if p.kind != "document")
+    found = ", ".join(f"{n} {k}" for k, n in sorted(near.items()))
+    said = f" and {found} near-miss" if near else ""
+    if kinds and not near:
+        said = " (no near-miss probe found: it knows only questions about absent documents)"
+    documents = sum(p.kind == "document" for p in probes)
+    return (
+        f"calibrated on {documents} probe questions{said}, {signals} signals, "
+        f"for {target:.0%} false refusal"
+    )
+
+
+def _figures(
+    probes: list[Probe],
+    model: AnswerabilityModel,
+    target: float,
+    checked: dict[str, Any],
+    seconds: float,
+    reused: int,
+) -> dict[str, Any]:
+    """What `rag index` and `rag indexes` show of a calibration besides the rule itself."""
+    signals = next(k for k, v in SIGNAL_SETS.items() if v == model.features)
+    return {
+        "state": "calibrated",
+        "signals": signals,
+        "target_false_refusal": target,
+        "probes": sum(p.kind == "document" for p in probes),
+        "unanswerable_probes": {
+            kind: sum(p.unanswerable is not None and p.kind == kind for p in probes)
+            for kind in PROBE_KINDS
+        },
+        "reused_probes": reused,
+        "checked": checked,
+        "seconds": round(seconds, 2),
+        "weights": dict(zip(model.features, [round(w, 3) for w in model.weights], strict=True)),
+    }
 
 
 # -- where it is kept ---------------------------------------------------------------------
 
 
-def calibration_path(settings: Settings, name: str, version: str) -> Path:
-    """Beside the index, not in the model cache: a cache shared between index roots would
-    hand one root's calibration to another root's index of the same name and version."""
-    return settings.index_root / ".calibration" / name / f"{version}.json"
-
-
 def save_calibration(settings: Settings, calibration: Calibration) -> Path:
     """Written to a temporary file and renamed: a reader sees the old file or the new one."""
-    path = calibration_path(settings, calibration.index, calibration.version)
+    path = calibration_path(settings, calibration.gate.index, calibration.gate.version)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
     tmp.write_text(json.dumps(calibration.as_dict()))
@@ -521,116 +652,20 @@ def save_fallback(settings: Settings, name: str, version: str, why: str) -> None
     os.replace(tmp, path)
 
 
-def is_recorded_fallback(settings: Settings, name: str, version: str) -> bool:
-    try:
-        data = json.loads(calibration_path(settings, name, version).read_text("utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return False
-    return isinstance(data, dict) and "fallback" in data
-
-
 def read_calibration(settings: Settings, name: str, version: str) -> Calibration:
-    """The calibration of a version, or CalibrationError saying what is wrong with it."""
+    """The calibration of a version with its probes, or CalibrationError saying what is wrong."""
+    data = read_calibration_file(settings, name, version)
     path = calibration_path(settings, name, version)
     try:
-        data = json.loads(path.read_text("utf-8"))
-        if isinstance(data, dict) and "fallback" in data:
-            raise CalibrationError(str(data["fallback"]))
         calibration = Calibration.from_dict(data)
-    except FileNotFoundError:
-        raise CalibrationError(
-            f"no calibration for index {name!r} version {version} ({path}); "
-            f"run `rag index` on its corpus again to calibrate it"
-        ) from None
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise CalibrationError(
             f"the calibration file {path} is unreadable ({exc}); "
             "run `rag index` on its corpus again to recalibrate"
         ) from None
-    if calibration.version != version or calibration.index != name:
+    if calibration.gate.version != version or calibration.gate.index != name:
         raise CalibrationError(f"the calibration file {path} belongs to another index version")
     return calibration
-
-
-# -- the gate the chain uses --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Gate:
-    """The refusal rule in force for one loaded index, and why that one."""
-
-    kind: str  # "calibrated" or "fixed"
-    why: str  # where the rule comes from; for a fallback, what was wrong
-    threshold: float
-    model: AnswerabilityModel | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    def score(self, signals: Signals) -> float:
-        """Calibrated: P(answerable). Fixed: the best sentence's cosine + lexical bonus."""
-        if self.model is not None:
-            return self.model.score(signals)
-        return signals.sentence + self.settings["focus_lexical_weight"] * signals.sentence_words
-
-    def refusal(self, signals: Signals) -> str | None:
-        """Why the question is refused, or None when the passages may hold its answer."""
-        value = self.score(signals)
-        if self.model is not None:
-            if value < self.threshold:
-                return (
-                    f"answerability {value:.2f} is below the index's threshold {self.threshold:.2f}"
-                )
-            return None
-        if signals.dense < self.settings["min_score"]:
-            return "no passage scored above min_score"
-        pinned = self.settings["pinned_names_pass"] and signals.pinned > 0
-        if value < self.threshold and not pinned:
-            return f"no sentence matched the question closely ({value:.2f})"
-        return None
-
-    def describe(self) -> dict[str, Any]:
-        return {"gate": self.kind, "why": self.why, "threshold": round(self.threshold, 4)}
-
-
-def fixed_gate(settings: Settings, why: str) -> Gate:
-    keys = ("min_score", "min_sentence_score", "pinned_names_pass", "focus_lexical_weight")
-    return Gate(
-        "fixed", why, settings.min_sentence_score, None, settings.model_dump(include=set(keys))
-    )
-
-
-def load_gate(settings: Settings, name: str, version: str) -> Gate:
-    """The calibrated gate of this version, or the fixed thresholds, saying why (never silent)."""
-    if settings.refusal_gate == "fixed":
-        return fixed_gate(settings, "RAG_REFUSAL_GATE=fixed")
-    try:
-        calibration = read_calibration(settings, name, version)
-    except CalibrationError as exc:
-        if is_recorded_fallback(settings, name, version):
-            log.info("%s; this index refuses by the fixed thresholds", exc)
-        else:
-            log.warning("%s; refusing by the fixed thresholds meanwhile", exc)
-        return fixed_gate(settings, f"fallback: {exc}")
-    if settings.refusal_threshold is not None:
-        why = (
-            "calibrated model, threshold set by RAG_REFUSAL_THRESHOLD "
-            f"(calibrated: {calibration.threshold:.4f})"
-        )
-        return Gate("calibrated", why, settings.refusal_threshold, calibration.model)
-    why = (
-        f"calibrated on {len(calibration.probes)} probe questions, {calibration.signals} "
-        f"signals, for {calibration.target_false_refusal:.0%} false refusal"
-    )
-    return Gate("calibrated", why, calibration.threshold, calibration.model)
-
-
-def describe_calibration(settings: Settings, name: str, version: str) -> dict[str, Any]:
-    """What `rag indexes` and `/indexes` show: the calibration, or which fallback is in force."""
-    gate = load_gate(settings, name, version)
-    out = gate.describe()
-    if gate.kind == "calibrated":
-        with contextlib.suppress(CalibrationError):  # replaced since: load_gate said so
-            out |= read_calibration(settings, name, version).summary()
-    return out
 
 
 def calibrate_index(
@@ -665,7 +700,7 @@ def calibrate_index(
             index, embedder, settings, documents, previous, changed, show_progress
         )
         save_calibration(settings, calibration)
-        return load_gate(settings, name, calibration.version).describe() | calibration.summary()
+        return calibrated_gate(settings, calibration.gate).describe() | calibration.gate.figures
     except CalibrationError as exc:
         log.warning("%s; this index refuses by the fixed thresholds", exc)
         save_fallback(settings, name, index.version, str(exc))

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 from langchain_core.runnables import Runnable, RunnableLambda
 
-from rag.calibration import gate_signals, load_gate
 from rag.config import RetrievalMode, Settings
 from rag.embeddings import Embedder
 from rag.errors import InputError
 from rag.evidence import quote
 from rag.focus import Sentence, focus_passages
+from rag.gate import gate_signals, load_gate
 from rag.generators import ChatGenerator, to_chat
 from rag.grounding import (
     adds_nothing,

@@ -234,7 +234,7 @@ def search_command(
 @reports_errors
 def indexes_command(as_json: JsonOption = False) -> None:
     """List indexes with their documents, chunks, embedder and build time."""
-    from rag.calibration import describe_calibration
+    from rag.gate import describe_calibration
     from rag.store import describe_indexes, open_store
 
     s = settings()

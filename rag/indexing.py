@@ -13,17 +13,13 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from rag.calibration import (
-    CalibrationError,
-    calibrate_index,
-    is_recorded_fallback,
-    read_calibration,
-)
+from rag.calibration import calibrate_index, read_calibration
 from rag.chunking import Chunk, Chunker
 from rag.config import Settings
 from rag.documents import Corpus, Document, load_corpus
 from rag.embeddings import Embedder, load_embedder, resolve_embedder
 from rag.errors import CorruptIndexError, InputError, RagError
+from rag.gate import CalibrationError, is_recorded_fallback
 from rag.progress import bar, progress
 from rag.store import (
     FaissBackend,

@@ -13,13 +13,14 @@ import random
 
 import pytest
 
-from rag.calibration import Gate, calibrate, read_calibration
+from rag.calibration import calibrate, read_calibration
 from rag.chain import Pipeline
 from rag.config import Settings
 from rag.documents import load_corpus
 from rag.evaluation.data import load_dataset
 from rag.evaluation.refusal import split_held
 from rag.evaluation.run import write_corpus
+from rag.gate import Gate
 from rag.indexing import index_corpus
 from rag.store import load_index
 

@@ -16,14 +16,11 @@ from pydantic import ValidationError
 from rag.answerability import SIGNAL_SETS, AnswerabilityModel, Signals, fit
 from rag.calibration import (
     Calibration,
-    CalibrationError,
     Probe,
     _fit_gate,
     _two_fold,
     calibrate,
-    calibration_path,
     held_elsewhere,
-    load_gate,
     probe_question,
     probe_questions,
     read_calibration,
@@ -35,6 +32,14 @@ from rag.config import Settings
 from rag.documents import Document
 from rag.evaluation.data import Question
 from rag.evaluation.refusal import choose_held, coverage_curve, split_held
+from rag.gate import (
+    CalibrationError,
+    FittedGate,
+    calibration_path,
+    describe_calibration,
+    load_gate,
+    read_gate,
+)
 from rag.grounding import pinned_names
 from rag.indexing import index_corpus
 from rag.retrieval import Passage
@@ -93,9 +98,8 @@ def test_the_fitted_model_ranks_answerable_signals_higher_and_survives_its_file(
 
 def calibration(settings: Settings, version: str = "v-1") -> Calibration:
     probe = Probe("d1", "What goats?", [0.8] * len(FEATURES), [0.3] * len(FEATURES))
-    return Calibration(
-        "tiny", version, model(), 0.5, 0.1, {"answerable_refused": 0.1}, [probe], 1.0
-    )
+    fitted = FittedGate("tiny", version, model(), 0.5, 0.1, "calibrated on 1 probe", {"probes": 1})
+    return Calibration(fitted, {"answerable_refused": 0.1}, [probe], 1.0)
 
 
 def test_a_saved_calibration_reads_back_and_decides(tmp_path: Path) -> None:
@@ -353,3 +357,30 @@ def test_a_model_with_unknown_signals_is_refused_when_read() -> None:
     data = model().as_dict() | {"features": ["dense", "mood"]}
     with pytest.raises(ValueError, match="features"):
         AnswerabilityModel.from_dict(data)
+
+
+def test_the_gate_reads_only_the_fitted_record_and_an_older_file_says_to_recalibrate(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(index_root=tmp_path)
+    save_calibration(settings, calibration(settings))
+    path = calibration_path(settings, "tiny", "v-1")
+    data = json.loads(path.read_text())
+    data["probes"] = "not read at answer time"
+    path.write_text(json.dumps(data))
+    fitted = read_gate(settings, "tiny", "v-1")
+    assert fitted.threshold == 0.5 and fitted.signals == "full"
+    assert load_gate(settings, "tiny", "v-1").why == "calibrated on 1 probe"
+    with pytest.raises(CalibrationError, match="unreadable"):  # the probes are read at index time
+        read_calibration(settings, "tiny", "v-1")
+    path.write_text(json.dumps({"format": 3, "threshold": 0.5, "model": {}}))
+    gate = load_gate(settings, "tiny", "v-1")
+    assert gate.kind == "fixed" and "format 3" in gate.why and "rag index" in gate.why
+
+
+def test_rag_indexes_shows_the_threshold_in_force_not_the_calibrated_one(tmp_path: Path) -> None:
+    settings = Settings(index_root=tmp_path, refusal_threshold=0.8)
+    save_calibration(settings, calibration(settings))
+    shown = describe_calibration(settings, "tiny", "v-1")
+    assert shown["threshold"] == 0.8 and "calibrated: 0.5000" in shown["why"]
+    assert shown["probes"] == 1
