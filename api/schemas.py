@@ -109,6 +109,9 @@ class IndexInfo(BaseModel):
     last_error: str | None = None
     # how this version refuses: the calibrated gate and its figures, or which fallback and why
     refusal: dict[str, Any] | None = None
+    answer_steps: dict[str, Any] | None = Field(
+        None, description="the answer steps in force for the served generator, and why"
+    )
 
 
 class ContentPart(BaseModel):

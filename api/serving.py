@@ -35,6 +35,8 @@ class ServedIndex:
         self.last_error: str | None = None
         self._failed_version: str | None = None  # not retried until CURRENT moves again
         self.pipeline = open_pipeline(settings, name, embedder=embedder, generator=generator)
+        if generator is not None:  # chosen (once per index and generator) before serving
+            self.pipeline.answer_steps(show_progress=True)
 
     def live_version(self) -> str | None:
         try:
@@ -56,6 +58,8 @@ class ServedIndex:
             pipeline = open_pipeline(
                 self.settings, self.name, embedder=self.embedder, generator=self.generator
             )
+            if self.generator is not None:  # kept across updates: read back, not chosen again
+                pipeline.answer_steps()
         except RagError as exc:
             self.last_error, self._failed_version = str(exc), wanted
             log.error("keeping %s %s: %s", self.name, self.pipeline.index.version, exc)

@@ -8,14 +8,16 @@ edges: `Pipeline.chain` is a Runnable, `Pipeline.retriever` a BaseRetriever.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from langchain_core.runnables import Runnable, RunnableLambda
 
+from rag.answer_steps import AnswerSteps, fixed_steps, resolve_steps
 from rag.config import RetrievalMode, Settings
 from rag.embeddings import Embedder
 from rag.errors import InputError
@@ -32,12 +34,14 @@ from rag.grounding import (
     tidy_reply,
     unmentioned_names,
 )
-from rag.prompt import PROMPT, answer_hint, format_passages
+from rag.prompt import PROMPTS, answer_hint, format_passages
 from rag.rerank import Reranker
 from rag.retrieval import IndexRetriever, Passage, retrieve
 from rag.store import Index
 
 SNIPPET_CHARS = 240
+TRIAL_TOKENS = 48  # a choice's answers are short spans: no need to wait for 80 tokens
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,6 +79,7 @@ class Answer:
     # prompt_tokens (passages included), completion_tokens, finish_reason: what OpenAI reports
     usage: dict[str, Any] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    steps: str | None = None  # the answer steps in force (rag/answer_steps.py)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,6 +162,9 @@ class Pipeline:
         self.settings = settings
         self.reranker = reranker
         self.gate = load_gate(settings, index.name, index.version)
+        self._steps: AnswerSteps | None = fixed_steps(settings)
+        self.steps_why = f"RAG_ANSWER_STEPS={settings.answer_steps}" if self._steps else None
+        self._last_trial: Turn | None = None  # the choice asks each question of every candidate
 
     # -- the steps -------------------------------------------------------------------------
 
@@ -220,28 +228,63 @@ class Pipeline:
             turn.answerability = round(self.gate.score(signals), 4)
             turn.refusal = self.gate.refusal(signals)
 
-    def _focus(self, turn: Turn) -> list[tuple[int, Passage]]:
-        s = self.settings
+    def answer_steps(self, show_progress: bool = False) -> AnswerSteps:
+        """The steps in force: named by settings, read back, or chosen now (once) and kept."""
+        if self._steps is None:
+            generator = self._generator()
+            self._steps, self.steps_why = resolve_steps(
+                self.settings, self.index, generator, self._trial, show_progress
+            )
+            log.info("answer steps for %s: %s (%s)", self.index.name, self._steps, self.steps_why)
+        return self._steps
+
+    def describe_steps(self) -> dict[str, Any] | None:
+        """The steps in force and why, or None before they are chosen (no answer yet)."""
+        if self._steps is None:
+            return None
+        return {"steps": self._steps.describe(), "why": self.steps_why}
+
+    def _trial(self, question: str, steps: AnswerSteps) -> tuple[str | None, bool]:
+        """One question through `steps`, for choosing them: (reply or None, quoted)."""
+        if self._last_trial is None or self._last_trial.question != question:
+            turn = self._start(question)
+            self._gate(turn)
+            self._last_trial = turn
+        turn = replace(self._last_trial, timings={})
+        if turn.refusal is not None:
+            return None, False
+        self._prompt(turn, self._focus(turn, steps), steps)
+        limit = min(self.settings.max_new_tokens, TRIAL_TOKENS)
+        for _ in self._generate(turn, False, {"max_new_tokens": limit}):
+            pass
+        self._check(turn, steps)
+        return turn.reply, turn.quoted
+
+    def _focus(self, turn: Turn, steps: AnswerSteps) -> list[tuple[int, Passage]]:
         turn.shown = focus_passages(
             turn.question,
             turn.passages,
             self.embedder,
-            s.focus_sentences,
-            s.focus_window,
-            s.focus_lexical_weight,
+            steps.focus_sentences,
+            steps.focus_window,
+            self.settings.focus_lexical_weight,
             ranked=turn.ranked,
         )
         return turn.shown
 
-    def _prompt(self, turn: Turn, shown: list[tuple[int, Passage]]) -> None:
-        messages = PROMPT.invoke(
-            {
-                "abstain_text": self.settings.abstain_text,
-                "passages": format_passages(shown),
-                "question": turn.question,
-                "hint": answer_hint(turn.question),
-            }
-        ).to_messages()
+    def _prompt(self, turn: Turn, shown: list[tuple[int, Passage]], steps: AnswerSteps) -> None:
+        messages = (
+            PROMPTS[steps.prompt]
+            .invoke(
+                {
+                    "abstain_text": self.settings.abstain_text,
+                    "passages": format_passages(shown, fenced=steps.prompt == "grounded"),
+                    "question": turn.question,
+                    "hint": answer_hint(turn.question),
+                }
+            )
+            .to_messages()
+        )
         turn.messages = to_chat(messages)
 
     def _generate(self, turn: Turn, stream: bool, generation: dict[str, Any]) -> Iterator[str]:
@@ -271,7 +314,7 @@ class Pipeline:
             }
         turn.timings["generate_ms"] = _ms(start)
 
-    def _check(self, turn: Turn) -> None:
+    def _check(self, turn: Turn, steps: AnswerSteps) -> None:
         """Keep the draft only if it says something the passages back; else quote them."""
         s = self.settings
         reply = tidy_reply(turn.draft or "")
@@ -285,7 +328,7 @@ class Pipeline:
             # Against what the model was shown: a draft that strays from its sentence has
             # stopped copying and started guessing, even when other passages share its words.
             turn.support = support(reply, [p for _, p in turn.shown], turn.question)
-            if turn.support < s.min_support:
+            if turn.support < steps.min_support:
                 turn.reason = (
                     f"only {turn.support:.0%} of the answer's words occur in the passages shown"
                 )
@@ -322,13 +365,14 @@ class Pipeline:
         yield {"event": "sources", "data": make_sources(turn.passages, [])}
         self._gate(turn)
         if turn.refusal is None:
+            steps = self.answer_steps()
             start = time.perf_counter()
-            shown = self._focus(turn)
-            self._prompt(turn, shown)
+            shown = self._focus(turn, steps)
+            self._prompt(turn, shown, steps)
             turn.timings["prompt_ms"] = _ms(start)
             for piece in self._generate(turn, stream, generation):
                 yield {"event": "token", "data": piece}
-            self._check(turn)
+            self._check(turn, steps)
             self._cite(turn)
         turn.timings.setdefault("prompt_ms", 0.0)
         turn.timings.setdefault("generate_ms", 0.0)
@@ -351,6 +395,7 @@ class Pipeline:
             quoted=turn.quoted,
             answerability=turn.answerability,
             usage=turn.usage,
+            steps=self._steps.name if self._steps else None,
         )
 
     def ask(
@@ -403,7 +448,8 @@ class Pipeline:
         self._gate(turn)
         if turn.refusal is not None:
             return None
-        self._prompt(turn, self._focus(turn))
+        steps = self.answer_steps()
+        self._prompt(turn, self._focus(turn, steps), steps)
         return turn.messages
 
     # -- retrieval only --------------------------------------------------------------------

@@ -181,7 +181,11 @@ def ask_command(
         generator = load_generator(s)
     if not as_json:
         typer.echo("loading models...", err=True)
-    answer = open_pipeline(s, name, generator=generator).ask(question, k=k, mode=mode)
+    pipeline = open_pipeline(s, name, generator=generator)
+    if pipeline.describe_steps() is None and not as_json and (status := steps_status(pipeline)):
+        typer.echo("answer steps: " + status, err=True)
+    pipeline.answer_steps(show_progress=not as_json)
+    answer = pipeline.ask(question, k=k, mode=mode)
     if as_json:
         emit(answer.as_dict())
         return
@@ -234,6 +238,7 @@ def search_command(
 @reports_errors
 def indexes_command(as_json: JsonOption = False) -> None:
     """List indexes with their documents, chunks, embedder and build time."""
+    from rag.answer_steps import stored_choices
     from rag.gate import describe_calibration
     from rag.store import describe_indexes, open_store
 
@@ -242,6 +247,7 @@ def indexes_command(as_json: JsonOption = False) -> None:
     for row in rows:
         if "error" not in row:
             row["refusal"] = describe_calibration(s, row["name"], row["version"])
+            row["answer_steps"] = stored_choices(s, row["name"])
     if as_json:
         emit(rows)
         return
@@ -258,6 +264,36 @@ def indexes_command(as_json: JsonOption = False) -> None:
             f"(last build {row['build_seconds']:.1f} s, {row['size_mb']:.1f} MB)"
         )
         typer.echo(f"  refusal: {refusal_line(row['refusal'])}")
+        for choice in row["answer_steps"]:
+            typer.echo(f"  answer steps: {steps_line(choice)}")
+
+
+def steps_status(pipeline) -> str | None:
+    """What `rag ask` says before the answer steps are chosen (None: they are read back)."""
+    from rag.answer_steps import steps_path
+
+    if steps_path(pipeline.settings, pipeline.index.name, pipeline.generator).is_file():
+        return None
+    return (
+        f"choosing them for this index and {pipeline.generator.name} (once; at most about "
+        f"{pipeline.settings.answer_steps_seconds:.0f} s, RAG_ANSWER_STEPS names one instead)"
+    )
+
+
+def steps_line(choice: dict) -> str:
+    """One line on the answer steps chosen for one generator, with the winner's figure."""
+    if "error" in choice:
+        return choice["error"]
+    won = choice["figures"].get(choice["chosen"], {}).get("answered_right", 0.0)
+    others = ", ".join(
+        f"{name} {f['answered_right']:.0%}"
+        for name, f in choice["figures"].items()
+        if name != choice["chosen"]
+    )
+    return (
+        f"{choice['steps']} for {choice['generator']} ({won:.0%} of {choice['questions']} "
+        f"questions from the index answered, against {others}; {choice['seconds']:.0f} s)"
+    )
 
 
 def refusal_line(refusal: dict) -> str:
@@ -339,6 +375,13 @@ def eval_command(
         float | None, typer.Option(help="default 3e-4 for full, 4e-4 for LoRA")
     ] = None,
     retrain: Annotated[bool, typer.Option(help="ignore saved fine-tuned weights")] = False,
+    metric: Annotated[
+        str,
+        typer.Option(
+            help="auto (containment for short gold answers, token F1 for written ones), "
+            "containment or f1"
+        ),
+    ] = "auto",
 ) -> None:
     """Compare closed-book, naive RAG, this project's RAG, fine-tuned, and both."""
     from rag.embeddings import load_embedder
@@ -357,6 +400,8 @@ def eval_command(
         raise InputError("--method is lora or full")
     if split not in ("tune", "report", "all"):
         raise InputError("--split is tune, report or all")
+    if metric not in ("auto", "containment", "f1"):
+        raise InputError("--metric is auto, containment or f1")
     config = FineTuneConfig(
         method=method,  # type: ignore[arg-type]
         learning_rate=learning_rate,
@@ -399,6 +444,7 @@ def eval_command(
         tuning=tuning,
         split=split,  # type: ignore[arg-type]
         retrain=retrain,
+        metric=metric,
     )
     for path in write_report(out, run):
         typer.echo(f"wrote {path}")

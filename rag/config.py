@@ -147,6 +147,20 @@ class Settings(BaseSettings):
     pinned_names_pass: bool = Field(
         True, description="a name only the passages mention lets a question past the sentence gate"
     )
+    # Answer steps (rag/answer_steps.py): chosen per index and generator by measurement (auto),
+    # or one candidate by name, or `settings`: the focus, prompt and support values below.
+    answer_steps: Literal["auto", "settings", "sentence", "sentences", "passages", "plain"] = Field(
+        "auto", description="how much context the model sees and how its draft is checked"
+    )
+    answer_steps_questions: int = Field(
+        16, ge=1, le=200, description="questions made from the index to choose the answer steps"
+    )
+    answer_steps_seconds: float = Field(
+        100.0, gt=0, description="time budget of that choice; it stops after the current round"
+    )
+    answer_prompt: Literal["grounded", "plain"] = Field(
+        "grounded", description="with RAG_ANSWER_STEPS=settings: the prompt's wording"
+    )
     focus_sentences: int = Field(1, ge=0, description="best-matching sentences shown to the model")
     focus_window: int = Field(0, ge=0, description="neighbouring sentences kept around each")
     focus_lexical_weight: float = Field(0.5, ge=0, description="bonus for sharing question words")

@@ -35,14 +35,27 @@ def answer_hint(question: str) -> str:
 
 PROMPT = ChatPromptTemplate.from_messages([("system", SYSTEM), ("human", USER)])
 
+# The ten-minute path's wording (one user turn, context first, no citation rule): some models
+# answer a citation rule with a bare "[1]"; citations are then found by overlap.
+PLAIN_USER = (
+    "Use the following context to answer the question. If the context does not contain the "
+    "answer, say: {abstain_text}\n\nContext:\n{passages}\n\nQuestion: {question}{hint}\nAnswer:"
+)
+PLAIN_PROMPT = ChatPromptTemplate.from_messages([("human", PLAIN_USER)])
+PROMPTS = {"grounded": PROMPT, "plain": PLAIN_PROMPT}
 
-def format_passages(numbered: Sequence[tuple[int, Passage]]) -> str:
+
+def format_passages(numbered: Sequence[tuple[int, Passage]], fenced: bool = True) -> str:
     """Each passage under its source number and fenced, so text inside cannot pose as the question.
 
     The numbers are the sources' numbers, kept when sentence selection leaves some passages out.
+    Unfenced (the plain prompt): title and text only, as the ten-minute path shows them.
     """
     blocks = []
     for number, passage in numbered:
         text = passage.text.replace("<<<", "< < <").replace(">>>", "> > >")
-        blocks.append(f"[{number}] {passage.title}\n<<<\n{text}\n>>>")
+        if fenced:
+            blocks.append(f"[{number}] {passage.title}\n<<<\n{text}\n>>>")
+        else:
+            blocks.append(f"{passage.title}\n{text}")
     return "\n\n".join(blocks)

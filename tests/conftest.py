@@ -18,6 +18,10 @@ NO_NETWORK = REPO / "tests" / "no_network"
 
 def pytest_configure(config) -> None:
     """No test reaches the network: outbound sockets are refused here and in subprocesses."""
+    # Choosing the answer steps asks a generator ~60 questions (a minute or two) per new index:
+    # tests answer with the RAG_FOCUS_*/RAG_MIN_SUPPORT settings (the `sentence` candidate by
+    # default); the choice itself is tested where a test sets RAG_ANSWER_STEPS=auto.
+    os.environ.setdefault("RAG_ANSWER_STEPS", "settings")
     if os.environ.get("RAG_TEST_ALLOW_NETWORK") == "1":
         return
     from tests.no_network.sitecustomize import install

@@ -69,6 +69,7 @@ def indexes(service: State) -> list[IndexInfo]:
                 generator=pipeline.generator.name if pipeline.generator else None,
                 generator_backend=pipeline.generator.backend if pipeline.generator else None,
                 refusal=pipeline.gate.describe(),
+                answer_steps=pipeline.describe_steps(),
                 updated_at=manifest.get("updated_at"),
                 last_error=redact(service.served[name].last_error or "") or None,
             )

@@ -120,7 +120,7 @@ def test_native_unanswerable_questions_and_conversations_are_scored_apart(
         {"id": "c2", "messages": turns[:1], "answerable": False, "target": "", "doc_ids": []},
     ]
     (data / "conversations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    run, paths = evaluate(tmp_path, fake_embedder, data, systems=("naive", "rag"))
+    run, _ = evaluate(tmp_path, fake_embedder, data, systems=("naive", "rag"))
     setup, systems = run["results"]["setup"], run["results"]["systems"]
     assert setup["native_unanswerable_questions"] == 3 and setup["metric"] == "containment"
     assert setup["unanswerable_questions"] == 3 + setup["held_out_unanswerable_questions"]
