@@ -193,7 +193,7 @@ def ask_command(
     if answer.abstained:
         typer.echo(f"  ({answer.reason})")
     elif answer.quoted:
-        typer.echo(f"  (quoted from the passages: {answer.reason})")
+        typer.echo(f"  (the model's own answer was not used: {answer.reason})")
     typer.echo("\nsources:" if answer.sources else "\nno passages found")
     for src in answer.sources:
         mark = "*" if src.cited else " "

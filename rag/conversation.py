@@ -91,6 +91,10 @@ def standalone_question(
 
 # --- rules ------------------------------------------------------------------------------------
 
+# Content words up to which a question without a pronoun is read as an ellipsis of the earlier
+# one; chosen on the tune halves of the panel's conversations (bench/follow_ups.py).
+ELLIPTICAL_WORDS = 2
+
 PERSONAL = {"he": "s", "she": "s", "him": "o", "her": "p", "his": "p", "hers": "o"}
 NEUTER = {"it": "s", "its": "p", "they": "s", "them": "o", "their": "p", "theirs": "o"}
 PLURAL = frozenset({"they", "them", "their", "theirs"})
@@ -226,7 +230,7 @@ def referent(pronoun: str, previous: Turn) -> str | None:
     return topic
 
 
-def rewrite_with_rules(question: str, previous: Turn) -> str:
+def rewrite_with_rules(question: str, previous: Turn, max_words: int | None = None) -> str:
     """Replace the follow-up's first pronoun (or demonstrative) with what it refers to."""
     pronouns = {**PERSONAL, **NEUTER}
     pattern = re.compile(r"\b(" + "|".join(pronouns) + r")\b", re.I)
@@ -234,7 +238,7 @@ def rewrite_with_rules(question: str, previous: Turn) -> str:
     if match is None:
         demonstrative = DEMONSTRATIVE.search(question)
         if demonstrative is None:
-            return elliptical(question, previous)
+            return elliptical(question, previous, max_words)
         topic = topic_of(previous.question)
         if topic is None:
             return question
@@ -257,13 +261,20 @@ def rewrite_with_rules(question: str, previous: Turn) -> str:
     return question[:start] + replacement + question[end:]
 
 
-def elliptical(question: str, previous: Turn) -> str:
-    """Questions without a pronoun: "And the tender?", or "the name" meaning the earlier one."""
+def elliptical(question: str, previous: Turn, max_words: int | None = None) -> str:
+    """Questions without a pronoun: "And the tender?", or "the name" meaning the earlier one.
+
+    A question of more than `max_words` content words of its own, none shared with the earlier
+    one, is a new question ("What is the airspeed of an unladen swallow?"), not an ellipsis:
+    gluing the earlier topic onto it sends retrieval to the wrong passages.
+    """
+    max_words = ELLIPTICAL_WORDS if max_words is None else max_words
     follow = re.match(r"^\s*(?:and|what about|how about)\s+(.+?)\??\s*$", question, re.I)
     topic = topic_of(previous.question)
     if follow and topic:
         return previous.question.replace(topic, follow.group(1), 1)
-    if topic and not set(_content(question)) & set(_content(previous.question)):
+    own = set(_content(question))
+    if topic and len(own) <= max_words and not own & set(_content(previous.question)):
         return f"{question.rstrip(' ?')} ({topic})?"
     return question
 

@@ -10,7 +10,11 @@ from __future__ import annotations
 from rag.focus import Sentence
 
 
+QUOTED = "Quoted from the passages: "
+
+
 def quote(ranked: list[Sentence], sentences: int = 1) -> str | None:
-    """The best `sentences` sentences as a quotation with citations, e.g. '"…" [2]'."""
+    """The best `sentences` sentences as a quotation with citations, e.g.
+    'Quoted from the passages: "…" [2]': the reply says it is a quote, not the model's answer."""
     parts = [f'"{" ".join(s.text.split())}" [{s.number}]' for s in ranked[:sentences]]
-    return " ".join(parts) or None
+    return QUOTED + " ".join(parts) if parts else None

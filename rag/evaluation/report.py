@@ -215,6 +215,11 @@ def markdown(r: dict[str, Any]) -> str:
             "whole index."
         )
     lines += conversation_section(systems)
+    for name, steps in (setup.get("answer_steps") or {}).items():
+        if steps:
+            lines.append(
+                f"\n{name} answered with the answer steps {steps['steps']} ({steps['why']})."
+            )
     for name, gate in setup.get("refusal_gates", {}).items():
         lines.append(f"\n{name} refuses by the {gate['gate']} gate: {gate['why']}.")
     if any("coverage_curve" in s for s in systems.values()):

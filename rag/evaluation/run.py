@@ -350,6 +350,11 @@ def run_evaluation(
         "refusal_gates": {
             name: runner.gate() for name, runner in runners.items() if hasattr(runner, "gate")
         },
+        "answer_steps": {
+            name: runner.pipeline.describe_steps()
+            for name, runner in runners.items()
+            if hasattr(runner, "pipeline")
+        },
         "seed": seed,
         "limit": limit,
         "systems": list(systems),
@@ -401,6 +406,10 @@ def finetune_record(
 
 # Every setting that changes an answer, recorded so a run can be repeated exactly.
 ANSWERING_SETTINGS = {
+    "answer_steps",
+    "answer_steps_questions",
+    "answer_steps_seconds",
+    "answer_prompt",
     "chunk_size",
     "chunk_overlap",
     "rrf_k",

@@ -78,7 +78,9 @@ def test_a_supported_draft_is_the_answer_with_its_citation(pipeline_for) -> None
 def test_an_unusable_draft_gives_way_to_a_quoted_sentence(pipeline_for, draft, reason) -> None:
     answer = pipeline_for(draft).ask(QUESTION)
     assert answer.quoted and not answer.abstained
-    assert answer.answer == '"Beta station keeps seventeen goats named after planets." [1]'
+    assert answer.answer == (
+        'Quoted from the passages: "Beta station keeps seventeen goats named after planets." [1]'
+    )
     assert reason in answer.reason
     assert answer.draft == draft, "the model's own words stay visible for debugging"
     assert [s.doc_id for s in answer.sources if s.cited] == ["beta.txt"]
@@ -144,6 +146,8 @@ def test_cleaning_removes_the_prompts_scaffolding() -> None:
 
 def test_quote_keeps_the_words_and_numbers_the_source() -> None:
     ranked = [Sentence(2, 0, "It runs\nat 451 kelvin.", 0.9), Sentence(1, 3, "Other.", 0.5)]
-    assert quote(ranked) == '"It runs at 451 kelvin." [2]'
-    assert quote(ranked, 2) == '"It runs at 451 kelvin." [2] "Other." [1]'
+    assert quote(ranked) == 'Quoted from the passages: "It runs at 451 kelvin." [2]'
+    assert quote(ranked, 2) == (
+        'Quoted from the passages: "It runs at 451 kelvin." [2] "Other." [1]'
+    )
     assert quote([]) is None

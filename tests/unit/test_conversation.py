@@ -152,3 +152,13 @@ def test_recent_turns_keep_the_newest_within_both_bounds() -> None:
 def test_a_rewrite_past_max_chars_falls_back_to_the_question() -> None:
     history = [Turn("What is the name of the station cat?")]
     assert standalone_question("What colour is it?", history, max_chars=20) == "What colour is it?"
+
+
+def test_a_new_question_is_not_glued_to_the_earlier_topic() -> None:
+    history = [Turn("What does the nonlocal statement do?")]
+    new = "What is the airspeed of an unladen swallow?"
+    assert standalone_question(new, history) == new
+    # a short ellipsis still leans on the earlier turn
+    assert standalone_question("Any exceptions?", history) == (
+        "Any exceptions (the nonlocal statement)?"
+    )
