@@ -106,6 +106,18 @@ def questions_and_corpus(
     return [d for d in dataset.documents if d.id not in held], kinds, len(held)
 
 
+def separation(model, signals: dict[str, list], at: float) -> float | None:
+    """Unanswerable questions refused with the threshold placed on the real answerable ones
+    so that `at` of them are refused: how well a model tells the two apart, whatever its
+    calibrated threshold (a diagnostic: a deployed gate cannot see these questions)."""
+    ok = [model.score(r) if r is not None else 0.0 for r in signals["answerable"]]
+    no = [model.score(r) if r is not None else 0.0 for r in signals["unanswerable"]]
+    if not ok or not no:
+        return None
+    threshold = float(np.quantile(ok, at))
+    return round(float(np.mean(np.array(no) < threshold)), 3)
+
+
 def figures(refused: dict[str, list[bool]], seed: int) -> dict[str, Any]:
     return refusal_figures(refused["answerable"], refused["unanswerable"], refused["still"], seed)
 
@@ -168,12 +180,14 @@ def run(spec: str, work: Path, embedder, limit: int, seed: int) -> dict[str, Any
     lexical_gate = Gate("calibrated", "lexical", lexical.threshold, lexical.model)
     out["gates"]["calibrated (lexical)"] = figures(decided(lexical_gate), seed)
     target = settings.calibration_false_refusal
+    out["separation"] = {}
     for name, kinds in PROBE_SETS.items():
         probes = [p for p in calibration.probes if p.kind in kinds]
         model, threshold = _fit_gate(probes, target, FULL)
         out["gates"][f"probes: {name}"] = figures(
             decided(Gate("calibrated", name, threshold, model)), seed
         )
+        out["separation"][name] = separation(model, signals, target)
     vectors = {
         kind: [None if r is None else r.vector(FULL) for r in v] for kind, v in signals.items()
     }
@@ -240,6 +254,8 @@ def main() -> None:
         )
         print(f"unanswerable probes: {result['all_kinds_calibration']['unanswerable_probes']}")
         print(f"{'gate':38} {'unanswerable refused':28} {'answerable refused':28} still answ.")
+        seen = ", ".join(f"{k} {v:.0%}" for k, v in result["separation"].items() if v is not None)
+        print(f"unanswerable refused, threshold placed at 10% answerable refused: {seen}")
         for name, g in result["gates"].items():
             print(
                 f"{name:38} {pct(g['unanswerable_refused']):28} "

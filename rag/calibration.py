@@ -66,6 +66,7 @@ MIN_PAIRS = 8  # fewer probes than this cannot place a threshold
 INCREMENTAL_SHARE = 0.1  # below this share of documents changed, keep the other probes
 HELD_ELSEWHERE = 0.6  # share of a probe's hidden words one other sentence must state
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 QUESTION_WORDS = ("What", "Which", "How", "Who", "When", "Where")
 
 
@@ -279,8 +280,8 @@ def without_sentence(passages: list[Passage], sentence: str) -> list[Passage] | 
 def entity_names(documents: dict[str, str], most: int = 3) -> dict[str, list[str]]:
     """Each document's own names, most used first: the capitalised words it uses that few other
     documents do (a person, a product, a place), never one the whole corpus shares."""
-    counts = {
-        d: Counter(n for t in split_sentences(text) for n in names_in(t))
+    counts = {  # split at every stop: a sentence's first word is capitalised, not a name
+        d: Counter(n for t in SENTENCE_END.split(text) for n in names_in(t))
         for d, text in documents.items()
     }
     spread = Counter(n for c in counts.values() for n in c)
@@ -294,20 +295,25 @@ def entity_names(documents: dict[str, str], most: int = 3) -> dict[str, list[str
 def swap_question(question: str, own: list[str], other: str) -> str:
     """The question asked about `other` instead: its document's names replaced by the other
     entity's, or the other entity named after the question word when it names none."""
-    swapped = question
-    for name in own:
-        swapped = re.sub(rf"\b{re.escape(name)}\b", other, swapped)
+    swapped = swap_names(question, own, other)
     if swapped != question:
         return swapped
     first, _, rest = question.partition(" ")
     return f"{first} {other} {rest}"
 
 
+def swap_names(text: str, own: list[str], other: str) -> str:
+    for name in own:
+        text = re.sub(rf"\b{re.escape(name)}\b", other, text)
+    return text
+
+
 def swap_pairs(
     pairs: list[tuple[str, str, str]], documents: dict[str, str], seed: int = 0
 ) -> list[tuple[str, str, str, str]]:
-    """(doc_id, swapped question, sentence asked about, the other entity) for each probe whose
-    document has a name of its own and some other document has a name it never mentions."""
+    """(doc_id, swapped question, the fact it asks for: the sentence with the other entity's
+    name, the other entity) for each probe whose document has a name of its own and some
+    other document has a name it never mentions."""
     names = entity_names(documents)
     owners = sorted(d for d, n in names.items() if n)
     rng = random.Random(seed)
@@ -318,7 +324,10 @@ def swap_pairs(
         if not names.get(doc_id) or not choices:
             continue
         other = rng.choice(choices)
-        out.append((doc_id, swap_question(question, names[doc_id], other), sentence, other))
+        own = names[doc_id]
+        out.append(
+            (doc_id, swap_question(question, own, other), swap_names(sentence, own, other), other)
+        )
     return out
 
 

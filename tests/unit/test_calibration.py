@@ -20,6 +20,7 @@ from rag.calibration import (
     _fit_gate,
     _two_fold,
     calibrate,
+    entity_names,
     held_elsewhere,
     probe_question,
     probe_questions,
@@ -27,6 +28,9 @@ from rag.calibration import (
     save_calibration,
     save_fallback,
     signals_of,
+    swap_pairs,
+    swap_question,
+    without_sentence,
 )
 from rag.config import Settings
 from rag.documents import Document
@@ -384,3 +388,96 @@ def test_rag_indexes_shows_the_threshold_in_force_not_the_calibrated_one(tmp_pat
     shown = describe_calibration(settings, "tiny", "v-1")
     assert shown["threshold"] == 0.8 and "calibrated: 0.5000" in shown["why"]
     assert shown["probes"] == 1
+
+
+def test_a_sentence_left_out_probe_keeps_the_topic_and_cuts_only_the_fact() -> None:
+    sentence = "Orlek sold the mill in 1911 to a brewer from Aarhus."
+    kept = passage("a", f"Orlek founded the mill on the river. {sentence} It burned in 1930.")
+    other = passage("b", "The river floods every spring.")
+    cut = without_sentence([kept, other], sentence)
+    assert cut is not None and [p.doc_id for p in cut] == ["a", "b"]
+    assert "1911" not in cut[0].text and "founded the mill" in cut[0].text
+    assert cut[0].similarity == kept.similarity  # the rest of the chunk made it match
+    # cut at a chunk border: the fact would still be half there, so no probe
+    assert without_sentence([passage("a", "Orlek sold the mill in 1911 to a")], sentence) is None
+
+
+def test_a_swapped_probe_asks_about_another_documents_own_entity() -> None:
+    documents = {
+        "a": "The mill was built by Orlek. Later Orlek sold it to Varna Brewing in 1911.",
+        "b": "The lighthouse keeper Wenlock lit the lamp. In 1901 Wenlock painted it red.",
+        "c": "A quiet harbour. Boats of Varna Brewing moor here.",
+    }
+    names = entity_names(documents)
+    assert names["a"][0] == "Orlek" and names["b"][0] == "Wenlock"
+    assert "Varna" not in names["a"][:1]  # shared by two documents: not a's own
+    assert swap_question("When did Orlek sell the mill?", ["Orlek"], "Wenlock") == (
+        "When did Wenlock sell the mill?"
+    )
+    assert swap_question("When was the mill sold?", ["Orlek"], "Wenlock") == (
+        "When Wenlock was the mill sold?"
+    )
+    swaps = swap_pairs([("a", "When Orlek sold mill?", "Later Orlek sold it ...")], documents)
+    assert swaps == [("a", "When Wenlock sold mill?", "Later Wenlock sold it ...", "Wenlock")]
+
+
+def test_a_swapped_fact_counts_as_stated_only_in_a_sentence_naming_the_other_entity() -> None:
+    sentence = "Later Wenlock sold the mill to a brewer in 1911."  # Orlek's, swapped
+    question = "When Wenlock sold mill?"
+    about_orlek = passage("a", "Later Orlek sold the mill to a brewer in 1911.")
+    about_wenlock = passage("b", "Wenlock too sold a mill to a brewer in 1911.")
+    assert held_elsewhere(sentence, question, [about_orlek])
+    assert not held_elsewhere(sentence, question, [about_orlek], about="Wenlock")
+    assert held_elsewhere(sentence, question, [about_orlek, about_wenlock], about="Wenlock")
+
+
+def named_corpus(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """Twelve documents, each about its own invented person: swap probes can be made."""
+    corpus = tmp_path / "people"
+    corpus.mkdir()
+    documents = {}
+    for i in range(12):
+        person = f"Per{'abcdefghijkl'[i]}son"
+        text = invented(i).replace("The ", f"The {person} ", 3)
+        documents[f"p{i}.txt"] = text
+        (corpus / f"p{i}.txt").write_text(text + "\n")
+    return corpus, documents
+
+
+def test_near_miss_probes_are_made_kept_apart_by_kind_and_counted_by_the_check(
+    tmp_path: Path, fake_embedder
+) -> None:
+    corpus, documents = named_corpus(tmp_path)
+    settings = Settings(index_root=tmp_path / "indexes", calibration_probes=40, check_names=False)
+    index_corpus(corpus, "people", settings, embedder=fake_embedder, show_progress=False)
+    index = load_index(settings, "people")
+    none = calibrate(index, fake_embedder, settings, documents, kinds=())
+    assert {p.kind for p in none.probes} == {"document"}
+    assert "no near-miss" not in none.gate.why
+    both = calibrate(index, fake_embedder, settings, documents, kinds=("sentence", "swap"))
+    made = both.gate.figures["unanswerable_probes"]
+    assert made["sentence"] > 0 and made["swap"] > 0
+    assert all(p.answerable is None for p in both.probes if p.kind != "document")
+    assert set(both.checked["unanswerable_refused_by_kind"]) == {"document", "sentence", "swap"}
+    assert "near-miss" in both.gate.why
+    # the document probes are measured the same way whatever near misses are made
+    assert [p for p in both.probes if p.kind == "document"] == none.probes
+    save_calibration(settings, both)
+    again = read_calibration(settings, "people", index.version)
+    assert [p.kind for p in again.probes] == [p.kind for p in both.probes]
+    index.close()
+
+
+def test_a_calibration_that_finds_no_near_miss_probe_says_so(tmp_path: Path, fake_embedder) -> None:
+    corpus = tmp_path / "farm"
+    corpus.mkdir()
+    documents = {f"s{i}.txt": invented(i) for i in range(12)}  # no names: nothing to swap
+    for name, text in documents.items():
+        (corpus / name).write_text(text + "\n")
+    settings = Settings(index_root=tmp_path / "indexes", calibration_probes=40, check_names=False)
+    index_corpus(corpus, "farm", settings, embedder=fake_embedder, show_progress=False)
+    index = load_index(settings, "farm")
+    swapped_only = calibrate(index, fake_embedder, settings, documents, kinds=("swap",))
+    assert "no near-miss probe found" in swapped_only.gate.why
+    assert swapped_only.gate.figures["unanswerable_probes"]["swap"] == 0
+    index.close()
