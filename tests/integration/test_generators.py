@@ -93,3 +93,68 @@ def test_a_missing_generator_folder_is_exit_2_naming_it(index_settings, sample_i
     result = run_rag("ask", "Who is the director?", "--index", sample_index, env=env)
     assert result.returncode == 2
     assert str(missing) in result.stderr and "Traceback" not in result.stderr
+
+
+LICENSES = ("Apache-2.0", "CC0-1.0", "MPL-2.0", "BSD")
+
+
+@pytest.fixture(scope="module")
+def licenses_index(settings, embedder, tmp_path_factory) -> tuple[str, list[dict]]:
+    """Four licence texts (policy style: "the Licensor", "You") exported from the machine's own
+    /usr/share/common-licenses by corpora/licenses/export.py, indexed for real."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from rag.indexing import index_corpus
+
+    out = tmp_path_factory.mktemp("licenses")
+    export = Path(__file__).resolve().parents[2] / "corpora" / "licenses" / "export.py"
+    subprocess.run([sys.executable, str(export), str(out / "all")], check=True)
+    rows = [json.loads(x) for x in (out / "all" / "corpus.jsonl").read_text().splitlines()]
+    corpus = out / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows if r["id"] in LICENSES))
+    test = [json.loads(x) for x in (out / "all" / "test.jsonl").read_text().splitlines()]
+    index_corpus(corpus, "licenses", settings, embedder=embedder, show_progress=False)
+    return "licenses", [q for q in test if q["doc_id"] in LICENSES]
+
+
+def test_answer_steps_are_chosen_per_generator_on_a_new_corpus_style(
+    settings, embedder, reference, onnx_generator, licenses_index
+):
+    """The default SmolLM2 and its onnx conversion each get a choice measured on the index,
+    kept beside it and read back without asking again; both then answer the licences."""
+    from rag.answer_steps import CANDIDATES, stored_choices
+    from rag.store import load_index
+
+    faiss_only(settings)
+    name, questions = licenses_index
+    s = settings.model_copy(
+        update={"answer_steps": "auto", "answer_steps_questions": 4, "answer_steps_seconds": 90}
+    )
+    asked = [q for q in questions if q["answers"]][:6]
+    right = {}
+    for generator in (reference, onnx_generator):
+        index = load_index(s, name)
+        pipeline = Pipeline(index, embedder, generator, s)
+        steps = pipeline.answer_steps()
+        assert steps in CANDIDATES.values() and "just now" in pipeline.steps_why
+        answers = [pipeline.ask(q["question"]) for q in asked]
+        right[generator.backend] = sum(
+            any(a.lower() in ans.answer.lower() for a in q["answers"]) and not ans.abstained
+            for q, ans in zip(asked, answers, strict=True)
+        )
+        assert all(a.steps == steps.name for a in answers)
+        again = Pipeline(index, embedder, generator, s)
+        assert again.answer_steps() == steps and "just now" not in again.steps_why
+        index.close()
+    choices = stored_choices(s, name)
+    assert len(choices) == 2 and {c["generator"].split(":")[0] for c in choices} == {
+        "transformers",
+        "onnx",
+    }
+    for c in choices:
+        assert set(c["figures"]) == set(CANDIDATES) and c["questions"] >= 1
+        won = c["figures"][c["chosen"]]["answered_right"]
+        assert all(won >= f["answered_right"] for f in c["figures"].values()), c
+    assert min(right.values()) >= 2, right  # of 6 licence questions, each generator
