@@ -21,7 +21,7 @@ from rag.answer_steps import AnswerSteps, fixed_steps, resolve_steps
 from rag.config import RetrievalMode, Settings
 from rag.embeddings import Embedder
 from rag.errors import InputError
-from rag.evidence import quote
+from rag.evidence import missing_shape, quote
 from rag.focus import Sentence, focus_passages
 from rag.gate import gate_signals, load_gate
 from rag.generators import ChatGenerator, to_chat
@@ -211,7 +211,7 @@ class Pipeline:
         """Refuse before generating when the passages do not hold the answer.
 
         A question about a document missing from the index still finds passages on its topic,
-        so no one score decides: the gate (rag/calibration.py) weighs the retrieval's and the
+        so no one score decides: the gate (rag/gate.py) weighs the retrieval's and the
         best sentence's signals with the model calibrated on this index's own probe
         questions, or applies the fixed thresholds where the index has no calibration. A name
         asked about that no passage mentions refuses outright: any answer is about someone else.
@@ -332,10 +332,18 @@ class Pipeline:
                 turn.reason = (
                     f"only {turn.support:.0%} of the answer's words occur in the passages shown"
                 )
+        wanted = missing_shape(turn.question, reply) if s.check_answer_shape else None
+        if turn.reason is None and wanted:
+            turn.reason = f"the model's reply holds no {wanted.split(' ', 1)[1]}"
         if turn.reason is None:
             turn.reply = reply
             return
         if turn.reason.startswith("the model found no answer") and not s.quote_when_unknown:
+            return
+        best = " ".join(x.text for x in turn.ranked[: max(1, s.quote_sentences)])
+        wanted = missing_shape(turn.question, best) if s.check_answer_shape and best else None
+        if wanted:  # on topic, yet not the kind of thing asked for: a near miss, not evidence
+            turn.reason += f"; no sentence quoted holds {wanted}"
             return
         evidence = quote(turn.ranked, s.quote_sentences)
         if evidence:

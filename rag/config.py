@@ -166,6 +166,11 @@ class Settings(BaseSettings):
     focus_lexical_weight: float = Field(0.5, ge=0, description="bonus for sharing question words")
     max_question_chars: int = Field(2000, ge=1)
     # When the draft is unusable, the best passage sentences are quoted instead (rag/evidence.py).
+    check_answer_shape: bool = Field(
+        True,
+        description="refuse rather than quote when a How many/When/Who question's reply and "
+        "the best sentence hold no number, date or name",
+    )
     quote_sentences: int = Field(1, ge=0, description="sentences quoted when the draft is unusable")
     quote_when_unknown: bool = Field(
         True, description="quote evidence also when the model says it does not know"

@@ -151,3 +151,38 @@ def test_quote_keeps_the_words_and_numbers_the_source() -> None:
         'Quoted from the passages: "It runs at 451 kelvin." [2] "Other." [1]'
     )
     assert quote([]) is None
+
+
+def test_a_quote_without_what_was_asked_for_is_a_refusal(pipeline_for) -> None:
+    """A near miss: the passages are on topic, but no sentence holds a date for "When ...?"."""
+    question = "When did Delta harbour paint its lighthouse Wenlock?"
+    answer = pipeline_for("I don't know.").ask(question)
+    assert answer.abstained and not answer.quoted and answer.answer == "I don't know."
+    assert answer.reason.endswith("no sentence quoted holds a date or a time")
+    # the same question where the sentence holds a year is quoted
+    quoted = pipeline_for("I don't know.").ask("When was Gamma tower painted ultramarine?")
+    assert quoted.quoted and "1987" in quoted.answer
+    # a draft that lacks the shape gives way to the quote
+    drafted = pipeline_for("It was painted ultramarine.").ask("When was Gamma tower painted?")
+    assert drafted.quoted and drafted.reason.startswith("the model's reply holds no date")
+    off = pipeline_for("I don't know.", check_answer_shape=False).ask(question)
+    assert off.quoted and not off.abstained
+
+
+@pytest.mark.parametrize(
+    ("question", "sentence", "missing"),
+    [
+        ("How many goats are kept?", "Beta station keeps seventeen goats.", None),
+        ("How many goats are kept?", "Beta station keeps goats.", "a number"),
+        ("How much health does the Mutant Bullet Kin have?", "It has 30 health.", None),
+        ("When was it founded?", "It was founded in March.", None),
+        ("When was it founded?", "It was founded by monks.", "a date or a time"),
+        ("Who leads the Alpha reactor?", "The reactor is led by Ines Varga.", None),
+        ("Who leads the Alpha reactor?", "The Alpha reactor is led by a board.", "a name"),
+        ("What colour is the tower?", "The tower is blue.", None),
+    ],
+)
+def test_missing_shape_reads_what_the_question_asks_for(question, sentence, missing) -> None:
+    from rag.evidence import missing_shape
+
+    assert missing_shape(question, sentence) == missing
