@@ -139,7 +139,7 @@ def make_question(sentence: str, title: str, rng: random.Random) -> StepsQuestio
         if len(words) < 3:
             return None
         kept = [w for w in words if rng.random() < 0.7] or words[:3]
-        wh = "How much or how many" if match.re is NUMBER else "Who or what"
+        wh = "How much or how many" if match.re is NUMBER else "Which name"
         return StepsQuestion(f"{wh}: {' '.join(kept)} ({title})?", span.lstrip("$"), "")
     return None
 
