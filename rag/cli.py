@@ -268,6 +268,22 @@ def indexes_command(as_json: JsonOption = False) -> None:
             typer.echo(f"  answer steps: {steps_line(choice)}")
 
 
+def dataset_summary(dataset) -> str:
+    """What `rag eval` read: questions by kind (any kind is accepted and reported as its own),
+    the unanswerable ones, the conversations, and the metric the answers will be scored by."""
+    from collections import Counter
+
+    kinds = Counter(str(q.kind) for q in dataset.test if not q.unanswerable)
+    none = sum(q.unanswerable for q in dataset.test)
+    parts = [f"{len(dataset.test)} questions"]
+    if kinds:
+        parts.append("answerable by kind: " + ", ".join(f"{k} {n}" for k, n in kinds.items()))
+    parts.append(f"{none} unanswerable (answers [] or kind 'unanswerable')")
+    if dataset.conversations:
+        parts.append(f"{len(dataset.conversations)} conversations")
+    return f"{dataset.name}: " + "; ".join(parts) + f"; scored by {dataset.metric}"
+
+
 def steps_status(pipeline) -> str | None:
     """What `rag ask` says before the answer steps are chosen (None: they are read back)."""
     from rag.answer_steps import steps_path
@@ -420,6 +436,7 @@ def eval_command(
             f"{data} has no test.jsonl: generated {len(dataset.test)} cloze questions from its "
             f"documents, e.g. {first.question!r} -> {first.answers[0]!r}"
         )
+    typer.echo(dataset_summary(dataset), err=True)
     s = settings()
     # Fine-tuning trains the torch model in this process: with onnx every system answers on
     # transformers; a model server still answers closed, naive and rag.
