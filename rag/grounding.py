@@ -100,12 +100,30 @@ def unmentioned_names(question: str, passages: list[Passage]) -> list[str]:
     When the passages never name who or what is asked about, any answer is about someone else.
     """
     seen = set().union(*(re.findall(r"\w+", (p.title + " " + p.text).lower()) for p in passages))
+    spelled = set().union(*(acronyms(p.title + " " + p.text) for p in passages))
     missing = []
     for name in names_in(question):
         first = re.findall(r"\w+", name.lower())[0]
+        if first in spelled:
+            continue
         if not any(w.startswith(first) or (len(w) > 3 and first.startswith(w)) for w in seen):
             missing.append(name)
     return missing
+
+
+CAPITALISED_RUN = re.compile(r"(?:\b[A-Z][\w-]*(?:\s+|$)){2,6}")
+
+
+def acronyms(text: str) -> set[str]:
+    """The initials of each run of capitalised words, lower-cased: "General Public License"
+    spells "gpl", so a question about the GPL is about passages that never write "GPL"."""
+    out = set()
+    for run in CAPITALISED_RUN.findall(text):
+        words = run.split()
+        for start in range(len(words) - 1):
+            for end in range(start + 2, len(words) + 1):
+                out.add("".join(w[0] for w in words[start:end]).lower())
+    return out
 
 
 def pinned_names(

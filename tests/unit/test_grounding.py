@@ -105,3 +105,11 @@ def test_a_name_no_passage_mentions_is_reported() -> None:
     assert unmentioned_names("What is Staph aureus?", found) == [], "a prefix of a passage word"
     assert unmentioned_names("What is the weight of Zubumagi?", found) == ["Zubumagi"]
     assert unmentioned_names("Does Theodore weigh 149 pounds?", [passage("the")]) == ["Theodore"]
+
+
+def test_an_acronym_spelled_out_in_the_passages_is_mentioned() -> None:
+    found = [passage("GNU GENERAL PUBLIC LICENSE Version 3, 29 June 2007")]
+    assert unmentioned_names("Under GNU GPL version 3, when must you cure?", found) == []
+    found = [passage("The Mozilla Public License covers source code.")]
+    assert unmentioned_names("Who stewards the MPL?", found) == []
+    assert unmentioned_names("Who stewards the CDDL?", found) == ["CDDL"]
