@@ -406,11 +406,12 @@ def cost_section(r: dict[str, Any]) -> list[str]:
                 what += " + index build"
                 seconds += prep["index"]["seconds"]
             cells = [what, f"{seconds:.1f}", f"{p['peak_rss_mb']:.0f}", f"{p['size_mb']:.1f}"]
-        lines.append(
-            f"| {name} | "
-            + " | ".join(cells)
-            + f" | {s['latency_p50_s']:.2f} / {s['latency_p95_s']:.2f} |"
+        latency = (
+            "-"  # no single question was asked (a dataset of conversations only)
+            if s["latency_p50_s"] is None
+            else f"{s['latency_p50_s']:.2f} / {s['latency_p95_s']:.2f}"
         )
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {latency} |")
     return lines
 
 

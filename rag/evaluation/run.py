@@ -178,7 +178,10 @@ def run_evaluation(
     rng = random.Random(seed)
     # held out from the scored half, so that refusals are measured where the scores are; the
     # dataset's own unanswerable questions count towards the minimum
-    held = choose_held(scored, documents, rng, holdout, max(0, min_unanswerable - len(native)))
+    # never a document a conversation needs: its turns would become unanswerable unseen
+    needed = {d for c in conversations for d in c.doc_ids}
+    candidates = [q for q in scored if q.doc_id not in needed]
+    held = choose_held(candidates, documents, rng, holdout, max(0, min_unanswerable - len(native)))
     questions, held_questions = pick_questions(scored, held, limit, seed)
     if limit:
         native = random.Random(seed).sample(native, min(len(native), limit))

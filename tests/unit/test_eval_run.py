@@ -136,7 +136,21 @@ def test_native_unanswerable_questions_and_conversations_are_scored_apart(
             systems[name]["refusal"]["unanswerable_refused"]["n"]
             == 3 + (setup["held_out_unanswerable_questions"])
         )
+    assert "p1" not in setup["held_out_documents"], "a conversation's document stays indexed"
     said = [p for p in run["predictions"] if p["question_id"] == "c1"]
     assert {p["standalone"] for p in said} == {"How old is Orla Vantrig?"}
     report = (tmp_path / "out" / "report.md").read_text()
     assert "### Conversations" in report and "Scored by **answer containment**" in report
+
+
+def test_a_dataset_of_conversations_only_is_reported(tmp_path: Path, fake_embedder):
+    data = write_dataset(tmp_path / "people")
+    row = {"id": "none", "question": "What car does Orla drive?", "answers": []}
+    (data / "test.jsonl").write_text(json.dumps(row | {"doc_id": None}) + "\n")
+    turns = [{"role": "user", "content": "How old is Bram Ettow?"}]
+    rows = [{"id": "c1", "messages": turns, "answerable": True, "target": "29", "doc_ids": ["p2"]}]
+    (data / "conversations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run, _ = evaluate(tmp_path, fake_embedder, data, systems=("naive", "rag"))
+    rag = run["results"]["systems"]["rag"]
+    assert rag["score"]["n"] == 0 and rag["conversations"]["f1"]["n"] == 1
+    assert "| rag |" in (tmp_path / "out" / "report.md").read_text()
