@@ -111,7 +111,7 @@ def unmentioned_names(question: str, passages: list[Passage]) -> list[str]:
     return missing
 
 
-CAPITALISED_RUN = re.compile(r"(?:\b[A-Z][\w-]*(?:\s+|$)){2,6}")
+CAPITALISED_RUN = re.compile(r"(?:\b[A-Z][\w-]*[,;:]?(?:\s+|$)){2,6}")
 
 
 def acronyms(text: str) -> set[str]:

@@ -109,6 +109,9 @@ def test_a_name_no_passage_mentions_is_reported() -> None:
 
 def test_an_acronym_spelled_out_in_the_passages_is_mentioned() -> None:
     found = [passage("GNU GENERAL PUBLIC LICENSE Version 3, 29 June 2007")]
+    assert (
+        unmentioned_names("Is the GPL strict?", [passage("GNU General Public License, v2")]) == []
+    )
     assert unmentioned_names("Under GNU GPL version 3, when must you cure?", found) == []
     found = [passage("The Mozilla Public License covers source code.")]
     assert unmentioned_names("Who stewards the MPL?", found) == []
