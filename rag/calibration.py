@@ -387,6 +387,19 @@ def _measure_probes(
         every = [p for a, b in retrieved for p in a + b] + [p for s in swapped for p in s]
         cache.add([t for p in every for t in split_sentences(p.text)])
     probes = []
+
+    def near_miss(doc_id: str, question: str, passages, vector, kind: str) -> Probe:
+        """An unanswerable probe whose topic stays in the passages."""
+        near, _ = gate_signals(question, passages, cache, index, settings, vector, rank=rank)
+        return Probe(
+            doc_id,
+            question,
+            None,
+            near.vector(features).tolist(),
+            unanswerable_named=named(question, passages, settings),
+            kind=kind,
+        )
+
     for (doc_id, question, sentence), vector, (found, others) in zip(
         pairs, vectors[: len(pairs)], retrieved, strict=True
     ):
@@ -410,33 +423,12 @@ def _measure_probes(
         )
         rest = without_sentence(found, sentence) if held and "sentence" in kinds else None
         if rest and not held_elsewhere(sentence, question, rest):
-            near, _ = gate_signals(question, rest, cache, index, settings, vector, rank=rank)
-            probes.append(
-                Probe(
-                    doc_id,
-                    question,
-                    None,
-                    near.vector(features).tolist(),
-                    unanswerable_named=named(question, rest, settings),
-                    kind="sentence",
-                )
-            )
+            probes.append(near_miss(doc_id, question, rest, vector, "sentence"))
     for (doc_id, question, sentence, other), vector, found in zip(
         swaps, vectors[len(pairs) :], swapped, strict=True
     ):
-        if held_elsewhere(sentence, question, found, about=other):
-            continue
-        near, _ = gate_signals(question, found, cache, index, settings, vector, rank=rank)
-        probes.append(
-            Probe(
-                doc_id,
-                question,
-                None,
-                near.vector(features).tolist(),
-                unanswerable_named=named(question, found, settings),
-                kind="swap",
-            )
-        )
+        if not held_elsewhere(sentence, question, found, about=other):
+            probes.append(near_miss(doc_id, question, found, vector, "swap"))
     return probes
 
 
