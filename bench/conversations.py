@@ -40,7 +40,9 @@ def run(quick: bool = False) -> dict:
     conversations = [json.loads(line) for line in SET.read_text().splitlines() if line.strip()]
     if quick:
         conversations = conversations[:6]
-    settings = Settings(index_root=Path(tempfile.mkdtemp(prefix="rag-conv-")))
+    settings = Settings(
+        index_root=Path(tempfile.mkdtemp(prefix="rag-conv-")), answer_steps="sentence"
+    )
     embedder, generator = load_embedder(settings), load_generator(settings)
     pipelines = {}
     for name in sorted({c["corpus"] for c in conversations}):

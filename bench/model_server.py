@@ -141,6 +141,7 @@ def run(quick: bool) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env |= {"RAG_INDEX_ROOT": str(settings.index_root), "RAG_CACHE_DIR": str(settings.model_cache)}
     env |= {"RAG_GENERATION_TIMEOUT": "300", "RAG_MAX_QUEUE": str(CLIENTS)}
+    env |= {"RAG_ANSWER_STEPS": "sentence"}  # the same steps on every backend, none chosen
     requests = 8 if quick else 16
 
     rows = {"in-process transformers": load(env, scratch, "in-process", requests)}

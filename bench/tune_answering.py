@@ -108,7 +108,7 @@ def main() -> None:
         f"{len(held)} documents removed from the index"
     )
     for variant in variants:
-        settings = Settings(index_root=base.index_root, **variant)
+        settings = Settings(index_root=base.index_root, **({"answer_steps": "settings"} | variant))
         pipeline = Pipeline(index, embedder, generator, settings)
         rows = [(q, pipeline.ask(q.question)) for q in main_q]
         held_rows = [pipeline.ask(q.question) for q in held_q]
@@ -135,7 +135,8 @@ def gate_report(index, embedder, base: Settings, variants, main_q, held_q) -> No
     """Refusals of the retrieval gate alone, by kind: what a gate setting costs and buys."""
     print(f"gate only: {len(main_q)} answerable questions, {len(held_q)} on removed documents")
     for variant in variants:
-        pipeline = Pipeline(index, embedder, None, Settings(index_root=base.index_root, **variant))
+        s = Settings(index_root=base.index_root, **({"answer_steps": "settings"} | variant))
+        pipeline = Pipeline(index, embedder, None, s)
         by_kind: dict[str, list[bool]] = {}
         for q in main_q:
             by_kind.setdefault(q.kind, []).append(pipeline.prompt_messages(q.question) is None)
