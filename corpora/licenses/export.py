@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     return export(
         argv,
         description=__doc__.splitlines()[0],
-        default_out=HERE / "data",
+        default_out=HERE / "data" / "licenses",
         questions_path=HERE / "questions.jsonl",
         expected_ids=LICENSES,
         read_documents=read_documents,

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     return export(
         argv,
         description=__doc__.splitlines()[0],
-        default_out=HERE / "data",
+        default_out=HERE / "data" / "manuals",
         questions_path=HERE / "questions.jsonl",
         expected_ids=PAGES,
         read_documents=read_documents,
