@@ -127,7 +127,9 @@ class StepsQuestion:
     doc_id: str
 
 
-def make_question(sentence: str, title: str, rng: random.Random) -> StepsQuestion | None:
+def make_question(
+    sentence: str, title: str, rng: random.Random, doc_id: str = ""
+) -> StepsQuestion | None:
     """A question-like query about a sentence's number (else a name not in the title): the span
     removed, some of its other words dropped, the document's title added, as people ask."""
     for match in [*NUMBER.finditer(sentence), *NAME.finditer(sentence)]:
@@ -140,7 +142,7 @@ def make_question(sentence: str, title: str, rng: random.Random) -> StepsQuestio
             return None
         kept = [w for w in words if rng.random() < 0.7] or words[:3]
         wh = "How much or how many" if match.re is NUMBER else "Which name"
-        return StepsQuestion(f"{wh}: {' '.join(kept)} ({title})?", span.lstrip("$"), "")
+        return StepsQuestion(f"{wh}: {' '.join(kept)} ({title})?", span.lstrip("$"), doc_id)
     return None
 
 
@@ -163,9 +165,9 @@ def steps_questions(index: Index, count: int, seed: int = 0) -> list[StepsQuesti
                 for sentence in sentences:
                     if not 6 <= len(sentence.split()) <= 50 or (chunk.doc_id, sentence) in asked:
                         continue
-                    made = make_question(sentence, chunk.title, rng)
+                    made = make_question(sentence, chunk.title, rng, chunk.doc_id)
                     if made is not None:
-                        out.append(StepsQuestion(made.question, made.answer, chunk.doc_id))
+                        out.append(made)
                         asked.add((chunk.doc_id, sentence))
                         seen.add(chunk.doc_id)
                         break
@@ -176,8 +178,9 @@ def steps_questions(index: Index, count: int, seed: int = 0) -> list[StepsQuesti
 
 # -- choosing ----------------------------------------------------------------------------------
 
-# (question, steps) -> (reply or None when refused, quoted)
-Answerer = Callable[[str, AnswerSteps], tuple[str | None, bool]]
+# (question, candidates) -> for each candidate: (reply or None when refused, quoted); one call
+# per question, so the retrieval and the gate it shares across candidates run once
+Answerer = Callable[[str, list[AnswerSteps]], list[tuple[str | None, bool]]]
 
 
 def words_of(text: str) -> str:
@@ -208,8 +211,9 @@ def choose(
     ):
         if asked and time.perf_counter() - start > budget_seconds:
             break
-        for steps in candidates:
-            reply, was_quoted = answer(q.question, steps)
+        for steps, (reply, was_quoted) in zip(
+            candidates, answer(q.question, candidates), strict=True
+        ):
             refused[steps.name] += reply is None
             quoted[steps.name] += was_quoted
             right[steps.name] += bool(reply) and contains(reply, q.answer)
@@ -229,9 +233,14 @@ def choose(
 # -- keeping -----------------------------------------------------------------------------------
 
 
+def generator_label(generator: ChatGenerator) -> str:
+    """Who answered: the backend and the model name (a choice is made for this pair)."""
+    return f"{generator.backend}:{generator.name}"
+
+
 def generator_key(generator: ChatGenerator) -> str:
     """The file name a generator's choice is kept under: its backend and model name."""
-    label = f"{generator.backend}:{generator.name}"
+    label = generator_label(generator)
     slug = re.sub(r"[^\w.-]+", "-", generator.name)[-40:].strip("-")
     return f"{slug}-{hashlib.sha256(label.encode()).hexdigest()[:10]}"
 
@@ -304,7 +313,7 @@ def resolve_steps(
     if fixed is not None:
         return fixed, f"RAG_ANSWER_STEPS={settings.answer_steps}"
     path = steps_path(settings, index.name, generator)
-    label = f"{generator.backend}:{generator.name}"
+    label = generator_label(generator)
     if path.is_file():
         try:
             choice = read_choice(path, label)

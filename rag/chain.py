@@ -164,7 +164,6 @@ class Pipeline:
         self.gate = load_gate(settings, index.name, index.version)
         self._steps: AnswerSteps | None = fixed_steps(settings)
         self.steps_why = f"RAG_ANSWER_STEPS={settings.answer_steps}" if self._steps else None
-        self._last_trial: Turn | None = None  # the choice asks each question of every candidate
 
     # -- the steps -------------------------------------------------------------------------
 
@@ -244,21 +243,25 @@ class Pipeline:
             return None
         return {"steps": self._steps.describe(), "why": self.steps_why}
 
-    def _trial(self, question: str, steps: AnswerSteps) -> tuple[str | None, bool]:
-        """One question through `steps`, for choosing them: (reply or None, quoted)."""
-        if self._last_trial is None or self._last_trial.question != question:
-            turn = self._start(question)
-            self._gate(turn)
-            self._last_trial = turn
-        turn = replace(self._last_trial, timings={})
-        if turn.refusal is not None:
-            return None, False
-        self._prompt(turn, self._focus(turn, steps), steps)
+    def _trial(self, question: str, candidates: list[AnswerSteps]) -> list[tuple[str | None, bool]]:
+        """One question through each candidate, for choosing them: (reply or None, quoted).
+
+        Retrieval and the gate do not depend on the steps: they run once for all candidates.
+        """
+        asked = self._start(question)
+        self._gate(asked)
+        if asked.refusal is not None:
+            return [(None, False)] * len(candidates)
+        out = []
         limit = min(self.settings.max_new_tokens, TRIAL_TOKENS)
-        for _ in self._generate(turn, False, {"max_new_tokens": limit}):
-            pass
-        self._check(turn, steps)
-        return turn.reply, turn.quoted
+        for steps in candidates:
+            turn = replace(asked, timings={})
+            self._prompt(turn, self._focus(turn, steps), steps)
+            for _ in self._generate(turn, False, {"max_new_tokens": limit}):
+                pass
+            self._check(turn, steps)
+            out.append((turn.reply, turn.quoted))
+        return out
 
     def _focus(self, turn: Turn, steps: AnswerSteps) -> list[tuple[int, Passage]]:
         turn.shown = focus_passages(
@@ -332,8 +335,8 @@ class Pipeline:
                 turn.reason = (
                     f"only {turn.support:.0%} of the answer's words occur in the passages shown"
                 )
-        wanted = missing_shape(turn.question, reply) if s.check_answer_shape else None
-        if turn.reason is None and wanted:
+        shape = s.check_answer_shape and turn.reason is None
+        if shape and (wanted := missing_shape(turn.question, reply)):
             turn.reason = f"the model's reply holds no {wanted.split(' ', 1)[1]}"
         if turn.reason is None:
             turn.reply = reply

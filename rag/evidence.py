@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from rag.focus import Sentence
+from rag.retrieval import query_terms
 
 QUOTED = "Quoted from the passages: "
 
@@ -67,8 +68,6 @@ def missing_shape(question: str, sentence: str) -> str | None:
 
 def shared_terms(question: str, sentence: str) -> float:
     """Share of the question's content words the sentence holds (a 5-letter prefix matches)."""
-    from rag.retrieval import query_terms
-
     terms = {t[:5] for t in query_terms(question)}
     if not terms:
         return 1.0

@@ -315,7 +315,7 @@ def run_evaluation(
                 else "held-out, still answerable"
             )
             predictions.append(asdict(p) | {"kind": q.kind, "slice": where, "gold": q.answers})
-        if conversations and hasattr(runner, "answer"):
+        if conversations:
             summary, rows_out = ask_conversations(
                 runner, conversations, settings, seed, show_progress, name
             )

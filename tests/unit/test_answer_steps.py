@@ -67,8 +67,11 @@ def test_questions_spread_over_the_documents_first():
 
 
 def answers_when(right: set[str]):
-    def answer(question, steps):
-        return ("it was 1.2 billion" if steps.name in right else "about 3 billion"), False
+    def answer(question, candidates):
+        return [
+            (("it was 1.2 billion" if steps.name in right else "about 3 billion"), False)
+            for steps in candidates
+        ]
 
     return answer
 
@@ -96,9 +99,9 @@ def test_the_choice_is_kept_read_back_and_made_again_when_unreadable(tmp_path: P
     )
     asked: list[str] = []
 
-    def answer(question, steps):
-        asked.append(steps.name)
-        return ("1.2 billion" if steps.name == "passages" else "no"), False
+    def answer(question, candidates):
+        asked.extend(steps.name for steps in candidates)
+        return [(("1.2 billion" if s.name == "passages" else "no"), False) for s in candidates]
 
     steps, why = resolve_steps(settings, index, generator, answer)  # type: ignore[arg-type]
     assert steps.name == "passages" and "just now" in why
@@ -106,7 +109,7 @@ def test_the_choice_is_kept_read_back_and_made_again_when_unreadable(tmp_path: P
     assert json.loads(path.read_text())["chosen"] == "passages"
     count = len(asked)
 
-    def never(question, steps):
+    def never(question, candidates):
         raise AssertionError("a kept choice is not made again")
 
     steps, why = resolve_steps(settings, index, generator, never)  # type: ignore[arg-type]
